@@ -1,0 +1,1 @@
+//! Dataset readers, the embedded digits, and the batch loader.

@@ -1,0 +1,167 @@
+//! The library's one error type. Every variant carries the facts a user needs
+//! to act: the file, the record, what was expected and what was found.
+
+use std::path::PathBuf;
+
+/// Result with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything a user can cause: bad files, bad shapes, bad options.
+///
+/// Messages are lowercase and name the values involved. [`Error::hint`] adds
+/// the fix where one is known.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor had the wrong shape for an operation.
+    #[error("{op}: expected shape {expected:?}, found {found:?}")]
+    Shape {
+        /// The operation that refused the tensor.
+        op: &'static str,
+        /// The shape it needed (0 stands for "any size" where noted by `op`).
+        expected: Vec<usize>,
+        /// The shape it got.
+        found: Vec<usize>,
+    },
+
+    /// Reading or writing a file failed at the operating-system level.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// "reading", "writing", "creating", ...
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file's contents are not what its format requires.
+    #[error("{}: {detail}", path.display())]
+    InvalidData {
+        /// The file.
+        path: PathBuf,
+        /// What was expected and what was found.
+        detail: String,
+    },
+
+    /// One record (image, row, label) of a file is wrong.
+    #[error("{}: record {record}: {detail}", path.display())]
+    InvalidRecord {
+        /// The file.
+        path: PathBuf,
+        /// 0-based index of the record in the file.
+        record: usize,
+        /// What was expected and what was found.
+        detail: String,
+    },
+
+    /// A named dataset's files are not in the data directory.
+    #[error("dataset {name}: {} not found in {}", missing.join(", "), dir.display())]
+    DatasetMissing {
+        /// Dataset name, e.g. `mnist`.
+        name: String,
+        /// Where the files were looked for.
+        dir: PathBuf,
+        /// The file names that are absent.
+        missing: Vec<String>,
+    },
+
+    /// A dataset name that xent does not know.
+    #[error("unknown dataset {name:?} (known: {known})")]
+    UnknownDataset {
+        /// The name given.
+        name: String,
+        /// The names xent knows, comma-separated.
+        known: String,
+    },
+
+    /// A model spec that does not parse or does not fit the input.
+    #[error("model spec {spec:?}: {detail}")]
+    Spec {
+        /// The spec text as given.
+        spec: String,
+        /// What is wrong, naming the layer.
+        detail: String,
+    },
+
+    /// An option or argument outside its valid range.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// The output folder already holds a run.
+    #[error("run folder {} already holds a run", path.display())]
+    RunExists {
+        /// The run folder.
+        path: PathBuf,
+    },
+
+    /// The training loss stopped being finite.
+    #[error("loss became {loss} at epoch {epoch}, step {step}; training stopped")]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// The non-finite value (NaN or infinity).
+        loss: f32,
+    },
+
+    /// A model file that cannot be used.
+    #[error("{}: {detail}", path.display())]
+    ModelFile {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// An image that cannot be decoded.
+    #[error("{}: cannot decode image", path.display())]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's reason.
+        #[source]
+        source: image::ImageError,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { action, path: path.into(), source }
+    }
+
+    /// Builds an [`Error::InvalidData`] for `path`.
+    pub fn invalid(path: impl Into<PathBuf>, detail: impl Into<String>) -> Error {
+        Error::InvalidData { path: path.into(), detail: detail.into() }
+    }
+
+    /// Builds an [`Error::InvalidArgument`].
+    pub fn arg(detail: impl Into<String>) -> Error {
+        Error::InvalidArgument(detail.into())
+    }
+
+    /// The fix, where xent knows one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::DatasetMissing { name, dir, .. } => Some(format!(
+                "put the {name} files (raw or .gz) in {}, or set XENT_DATA to the folder \
+                 that holds {name}/; see \"Data\" in the README",
+                dir.display()
+            )),
+            Error::RunExists { .. } => {
+                Some("pass --force to replace it, or --out to choose another folder".into())
+            }
+            Error::Diverged { .. } => Some(
+                "lower --lr, or add --weight-decay; the model file holds the last good epoch"
+                    .into(),
+            ),
+            Error::UnknownDataset { .. } => {
+                Some("a path to a folder of IDX files also works as --dataset".into())
+            }
+            _ => None,
+        }
+    }
+}

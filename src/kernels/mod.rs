@@ -1,0 +1,1 @@
+//! Hot loops: GEMM calls, im2col/col2im, pooling.

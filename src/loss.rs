@@ -1,0 +1,1 @@
+//! Softmax, log-softmax, cross-entropy and NLL: values and gradients.

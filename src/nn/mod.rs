@@ -1,0 +1,94 @@
+//! Layers with explicit `forward` and `backward`, the [`Sequential`]
+//! container, and model specs and presets.
+//!
+//! Conventions: activations are NCHW `f32`; the first dimension is always the
+//! batch. Parameter gradients accumulate (`+=`) until [`Sequential::zero_grad`].
+
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// Whether a forward pass is part of training (cache what backward needs)
+/// or of inference (cache nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward pass followed by backward.
+    Train,
+    /// Forward pass only.
+    Eval,
+}
+
+/// A trainable tensor and its gradient, which has the same shape.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// The parameter, e.g. a weight `[out, in]`.
+    pub value: Tensor,
+    /// dL/dvalue, accumulated by `backward`.
+    pub grad: Tensor,
+}
+
+impl Param {
+    /// A parameter holding `value`, with a zero gradient.
+    pub fn new(value: Tensor) -> Param {
+        let grad = Tensor::zeros(value.shape());
+        Param { value, grad }
+    }
+
+    /// A parameter of `shape` drawn from `U(-bound, bound)`.
+    pub fn uniform(shape: &[usize], bound: f32, rng: &mut Rng) -> Param {
+        let mut value = Tensor::zeros(shape);
+        value.data_mut().iter_mut().for_each(|v| *v = rng.uniform(-bound, bound));
+        Param::new(value)
+    }
+}
+
+/// One layer of a network.
+///
+/// `forward` writes into an output buffer that the container has already
+/// sized with [`Layer::output_shape`]; `backward` reads the same input and
+/// output again, plus anything the layer cached in `forward`. Neither
+/// allocates once the batch shape is fixed.
+pub trait Layer: Send + Sync + std::fmt::Debug {
+    /// The layer in spec syntax, e.g. `conv(16,5,pad=2)`.
+    fn spec(&self) -> String;
+
+    /// The output shape for an input of shape `x_shape` (batch first).
+    fn output_shape(&self, x_shape: &[usize]) -> Vec<usize>;
+
+    /// Computes `y` from `x`. `y` already has [`Layer::output_shape`].
+    fn forward(&mut self, x: &Tensor, y: &mut Tensor, mode: Mode);
+
+    /// Given `dy = dL/dy`, adds the parameter gradients into the layer's
+    /// [`Param::grad`]s and, when `dx` is given, writes `dL/dx` into it
+    /// (it already has the shape of `x`). `x` and `y` are what the last
+    /// `forward` in [`Mode::Train`] saw and produced.
+    fn backward(&mut self, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>);
+
+    /// The parameters, in PyTorch's `state_dict` order.
+    fn params(&self) -> &[Param] {
+        &[]
+    }
+
+    /// The parameters, writable.
+    fn params_mut(&mut self) -> &mut [Param] {
+        &mut []
+    }
+
+    /// PyTorch's names for [`Layer::params`], e.g. `["weight", "bias"]`.
+    fn param_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Multiply-adds times two of one forward pass over `x_shape`, for
+    /// throughput reports. Backward costs about twice this.
+    fn flops(&self, _x_shape: &[usize]) -> u64 {
+        0
+    }
+}
+
+/// PyTorch's default bound for weights and biases of Linear and Conv2d:
+/// `kaiming_uniform_(a=√5)` gives `U(±1/√fan_in)` for the weight, and the bias
+/// uses the same bound. See
+/// <https://pytorch.org/docs/stable/generated/torch.nn.Linear.html>.
+pub fn default_init_bound(fan_in: usize) -> f32 {
+    1.0 / (fan_in as f32).sqrt()
+}

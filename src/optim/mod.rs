@@ -1,0 +1,1 @@
+//! Optimisers with PyTorch update rules.
