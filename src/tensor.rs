@@ -145,7 +145,11 @@ impl Tensor {
     /// Fails with [`Error::Shape`] unless the shape is `expected`.
     pub fn expect_shape(&self, op: &'static str, expected: &[usize]) -> Result<()> {
         if self.shape != expected {
-            return Err(Error::Shape { op, expected: expected.to_vec(), found: self.shape.clone() });
+            return Err(Error::Shape {
+                op,
+                expected: expected.to_vec(),
+                found: self.shape.clone(),
+            });
         }
         Ok(())
     }

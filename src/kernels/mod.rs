@@ -1,1 +1,10 @@
-//! Hot loops: GEMM calls, im2col/col2im, pooling.
+//! The hot loops: matrix products, im2col/col2im, pooling. Nothing here knows
+//! what a model is; every function works on slices and a geometry.
+
+mod gemm;
+mod im2col;
+mod pool;
+
+pub use self::gemm::Gemm;
+pub use im2col::{col2im, im2col, out_size, Window};
+pub use pool::{maxpool_plane, maxpool_plane_backward};

@@ -4,6 +4,22 @@
 //! Conventions: activations are NCHW `f32`; the first dimension is always the
 //! batch. Parameter gradients accumulate (`+=`) until [`Sequential::zero_grad`].
 
+mod activation;
+mod conv2d;
+mod flatten;
+mod linear;
+mod pool;
+mod sequential;
+pub mod spec;
+
+pub use activation::Relu;
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use flatten::Flatten;
+pub use linear::Linear;
+pub use pool::MaxPool2d;
+pub use sequential::Sequential;
+pub use spec::{LayerSpec, ModelSpec};
+
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 

@@ -1,0 +1,108 @@
+//! Fully connected layer, `y = x · wᵀ + b`, with PyTorch's weight layout
+//! `[out, in]`.
+
+use super::{default_init_bound, Layer, Mode, Param};
+use crate::kernels::Gemm;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// `y [n, out] = x [n, in] · wᵀ + b`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    in_features: usize,
+    out_features: usize,
+    /// `[weight [out, in], bias [out]]`, or just the weight.
+    params: Vec<Param>,
+}
+
+impl Linear {
+    /// A layer with PyTorch's default initialisation: weight and bias from
+    /// `U(±1/√in)`.
+    pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Linear {
+        let bound = default_init_bound(in_features);
+        let mut params = vec![Param::uniform(&[out_features, in_features], bound, rng)];
+        if bias {
+            params.push(Param::uniform(&[out_features], bound, rng));
+        }
+        Linear { in_features, out_features, params }
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+}
+
+impl Layer for Linear {
+    fn spec(&self) -> String {
+        let bias = if self.params.len() == 2 { "" } else { ",bias=false" };
+        format!("linear({}{bias})", self.out_features)
+    }
+
+    fn output_shape(&self, x_shape: &[usize]) -> Vec<usize> {
+        vec![x_shape[0], self.out_features]
+    }
+
+    fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
+        let n = x.dim(0);
+        assert_eq!(x.row_width(), self.in_features, "linear: input width checked at build");
+
+        // Start from the bias in every row, then add x · wᵀ on top.
+        let out = y.data_mut();
+        match self.params.get(1) {
+            Some(bias) => out.chunks_mut(self.out_features).for_each(|row| {
+                row.copy_from_slice(bias.value.data());
+            }),
+            None => out.fill(0.0),
+        }
+        let weight = self.params[0].value.data();
+        Gemm::new(n, self.out_features, self.in_features).tb().acc().run_par(x.data(), weight, out);
+    }
+
+    fn backward(&mut self, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+        let n = x.dim(0);
+        let (fan_in, fan_out) = (self.in_features, self.out_features);
+
+        // dweight [out, in] += dyᵀ · x, summed over the batch.
+        Gemm::new(fan_out, fan_in, n).ta().acc().run_par(
+            dy.data(),
+            x.data(),
+            self.params[0].grad.data_mut(),
+        );
+
+        // dbias [out] += Σ_n dy.
+        if let Some(bias) = self.params.get_mut(1) {
+            let dbias = bias.grad.data_mut();
+            for row in dy.data().chunks(fan_out) {
+                dbias.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+            }
+        }
+
+        // dx [n, in] = dy · w.
+        if let Some(dx) = dx {
+            let weight = self.params[0].value.data();
+            Gemm::new(n, fan_in, fan_out).run_par(dy.data(), weight, dx.data_mut());
+        }
+    }
+
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut [Param] {
+        &mut self.params
+    }
+
+    fn param_names(&self) -> &'static [&'static str] {
+        &["weight", "bias"][..self.params.len()]
+    }
+
+    fn flops(&self, x_shape: &[usize]) -> u64 {
+        2 * (x_shape[0] * self.in_features * self.out_features) as u64
+    }
+}

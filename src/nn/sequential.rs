@@ -1,0 +1,173 @@
+//! A stack of layers applied in order, owning every activation and gradient
+//! buffer so a training step of a fixed batch shape allocates nothing.
+
+use super::{Layer, Mode, Param};
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// Layers applied one after the other, as PyTorch's `nn.Sequential`.
+#[derive(Debug)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Layer>>,
+    /// Shape of one sample, e.g. `[1, 28, 28]`.
+    input_shape: Vec<usize>,
+    /// `acts[0]` is the batch, `acts[i + 1]` the output of layer `i`.
+    acts: Vec<Tensor>,
+    /// `grads[i]` is dL/d`acts[i]`, for `i` in `1..layers.len()`.
+    grads: Vec<Tensor>,
+    /// Whether `acts` holds a training forward pass that backward can use.
+    ready_for_backward: bool,
+}
+
+impl Sequential {
+    /// A network for samples of `input_shape` (without the batch dimension).
+    /// The layers must already fit that shape, as [`super::ModelSpec::build`]
+    /// guarantees.
+    pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer>>) -> Sequential {
+        let count = layers.len();
+        Sequential {
+            layers,
+            input_shape: input_shape.to_vec(),
+            acts: vec![Tensor::default(); count + 1],
+            grads: vec![Tensor::default(); count],
+            ready_for_backward: false,
+        }
+    }
+
+    /// Shape of one input sample.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Shape of one output sample, e.g. `[10]`.
+    pub fn output_shape(&self) -> Vec<usize> {
+        let mut shape = [&[1][..], &self.input_shape].concat();
+        for layer in &self.layers {
+            shape = layer.output_shape(&shape);
+        }
+        shape[1..].to_vec()
+    }
+
+    /// The layers, first to last.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// The model in spec syntax, every size explicit.
+    pub fn spec(&self) -> String {
+        self.layers.iter().map(|l| l.spec()).collect::<Vec<_>>().join("-")
+    }
+
+    /// Runs `x [n, input_shape…]` through every layer and returns the output
+    /// (the logits, for a classifier). In [`Mode::Train`] the activations are
+    /// kept for [`Sequential::backward`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`] when a sample of `x` does not have the input shape.
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<&Tensor> {
+        if x.rank() != self.input_shape.len() + 1 || x.shape()[1..] != self.input_shape[..] {
+            let expected = [&[0][..], &self.input_shape].concat();
+            return Err(Error::Shape {
+                op: "model input (0 = any batch)",
+                expected,
+                found: x.shape().to_vec(),
+            });
+        }
+        self.acts[0].copy_from(x);
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let (done, rest) = self.acts.split_at_mut(i + 1);
+            let y = &mut rest[0];
+            y.resize(&layer.output_shape(done[i].shape()));
+            layer.forward(&done[i], y, mode);
+        }
+        self.ready_for_backward = mode == Mode::Train;
+        Ok(&self.acts[self.layers.len()])
+    }
+
+    /// The output of the last forward pass.
+    pub fn output(&self) -> &Tensor {
+        &self.acts[self.layers.len()]
+    }
+
+    /// Carries `dlogits` (dL/d output of the last forward pass) back through
+    /// every layer, adding into each parameter's gradient. The gradient for
+    /// the input itself is not computed.
+    ///
+    /// # Panics
+    ///
+    /// When the last forward pass was not in [`Mode::Train`], or `dlogits`
+    /// does not have the output's shape.
+    pub fn backward(&mut self, dlogits: &Tensor) {
+        assert!(self.ready_for_backward, "backward follows a forward pass in Mode::Train");
+        let last = self.layers.len();
+        assert_eq!(dlogits.shape(), self.acts[last].shape(), "dlogits has the logits' shape");
+
+        for i in (0..last).rev() {
+            let (below, above) = self.grads.split_at_mut(i + 1);
+            let dy = if i + 1 == last { dlogits } else { &above[0] };
+            let dx = if i == 0 {
+                None
+            } else {
+                below[i].resize(self.acts[i].shape());
+                Some(&mut below[i])
+            };
+            self.layers[i].backward(&self.acts[i], &self.acts[i + 1], dy, dx);
+        }
+    }
+
+    /// Sets every parameter gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.params_mut().for_each(|p| p.grad.fill(0.0));
+    }
+
+    /// Every parameter, in `state_dict` order.
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.layers.iter().flat_map(|l| l.params().iter())
+    }
+
+    /// Every parameter, writable, in `state_dict` order.
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.layers.iter_mut().flat_map(|l| l.params_mut().iter_mut())
+    }
+
+    /// Parameters with PyTorch's `state_dict` names (`0.weight`, `0.bias`,
+    /// `3.weight`, …): the index is the layer's position in the stack.
+    pub fn named_params(&self) -> Vec<(String, &Param)> {
+        let mut named = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, param) in layer.param_names().iter().zip(layer.params()) {
+                named.push((format!("{i}.{name}"), param));
+            }
+        }
+        named
+    }
+
+    /// [`Sequential::named_params`], writable.
+    pub fn named_params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut named = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let names = layer.param_names();
+            for (name, param) in names.iter().zip(layer.params_mut()) {
+                named.push((format!("{i}.{name}"), param));
+            }
+        }
+        named
+    }
+
+    /// Number of trainable values.
+    pub fn param_count(&self) -> usize {
+        self.params().map(|p| p.value.numel()).sum()
+    }
+
+    /// Floating-point operations of one forward pass over a batch of `n`.
+    pub fn flops(&self, n: usize) -> u64 {
+        let mut shape = [&[n][..], &self.input_shape].concat();
+        let mut total = 0;
+        for layer in &self.layers {
+            total += layer.flops(&shape);
+            shape = layer.output_shape(&shape);
+        }
+        total
+    }
+}

@@ -1,0 +1,393 @@
+//! Model specs: a compact text for a stack of layers, and the named presets.
+//!
+//! Layers are joined by `-`; arguments go in parentheses, positional first,
+//! then `key=value`. A size `AxB` gives height and width separately.
+//!
+//! | layer | form | PyTorch |
+//! |---|---|---|
+//! | linear | `linear(OUT[,bias=false])`; bare `linear` outputs one score per class | `nn.Linear` |
+//! | conv | `conv(OUT,K[,stride=S][,pad=P][,groups=G][,bias=false])` | `nn.Conv2d` |
+//! | maxpool | `maxpool(K[,stride=S][,pad=P])`; stride defaults to K | `nn.MaxPool2d` |
+//! | relu | `relu` | `nn.ReLU` |
+//! | flatten | `flatten` | `nn.Flatten` |
+//!
+//! Example: `conv(16,5,pad=2)-relu-maxpool(2)-flatten-linear`.
+
+use super::Conv2dConfig;
+use super::{Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu, Sequential};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// The named models and their specs.
+pub const PRESETS: &[(&str, &str)] = &[
+    // Softmax regression: one linear score per class.
+    ("linear", "flatten-linear"),
+    ("mlp", "flatten-linear(512)-relu-linear(256)-relu-linear"),
+    (
+        "lenet",
+        "conv(6,5,pad=2)-relu-maxpool(2)-conv(16,5)-relu-maxpool(2)-flatten\
+         -linear(120)-relu-linear(84)-relu-linear",
+    ),
+];
+
+/// One layer of a spec, before it is sized to an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerSpec {
+    /// Fully connected; `out: None` means one output per class.
+    Linear {
+        /// Output features.
+        out: Option<usize>,
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// 2-D convolution.
+    Conv {
+        /// Output channels.
+        out: usize,
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`.
+        stride: [usize; 2],
+        /// `[ph, pw]`.
+        pad: [usize; 2],
+        /// Channel groups.
+        groups: usize,
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// 2-D max-pooling.
+    MaxPool {
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`.
+        stride: [usize; 2],
+        /// `[ph, pw]`.
+        pad: [usize; 2],
+    },
+    /// ReLU.
+    Relu,
+    /// Flatten all but the batch dimension.
+    Flatten,
+}
+
+/// A parsed model spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// The text it was parsed from (a preset name is replaced by its spec).
+    pub text: String,
+    /// The layers, first to last.
+    pub layers: Vec<LayerSpec>,
+}
+
+impl ModelSpec {
+    /// Parses a preset name or a spec.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spec`] naming the layer that does not parse.
+    pub fn parse(text: &str) -> Result<ModelSpec> {
+        let text = PRESETS.iter().find(|(name, _)| *name == text).map_or(text, |(_, spec)| spec);
+        let fail = |detail: String| Error::Spec { spec: text.to_string(), detail };
+        let mut layers = Vec::new();
+        for token in split_layers(text) {
+            layers.push(parse_layer(token).map_err(fail)?);
+        }
+        if layers.is_empty() {
+            return Err(fail(format!("no layers; presets are {}", preset_names())));
+        }
+        Ok(ModelSpec { text: text.to_string(), layers })
+    }
+
+    /// Builds the network for samples of `input_shape` (`[c, h, w]`) and
+    /// `classes` outputs, drawing initial weights from `rng`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spec`] when a layer does not fit the shape it receives, or the
+    /// last layer does not produce one score per class.
+    pub fn build(
+        &self,
+        input_shape: &[usize],
+        classes: usize,
+        rng: &mut Rng,
+    ) -> Result<Sequential> {
+        let fail = |detail: String| Error::Spec { spec: self.text.clone(), detail };
+        let mut shape = [&[1][..], input_shape].concat();
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        for (i, spec) in self.layers.iter().enumerate() {
+            let is_last = i + 1 == self.layers.len();
+            let layer = build_layer(spec, &shape[1..], classes, is_last, rng).map_err(fail)?;
+            shape = layer.output_shape(&shape);
+            layers.push(layer);
+        }
+        if shape[1..] != [classes] {
+            return Err(fail(format!(
+                "the last layer must give {classes} class scores per sample, it gives {:?}; \
+                 end the spec with `linear`",
+                &shape[1..]
+            )));
+        }
+        Ok(Sequential::new(input_shape, layers))
+    }
+}
+
+/// Preset names, comma-separated, for messages.
+pub fn preset_names() -> String {
+    PRESETS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// Splits at `-` outside parentheses.
+fn split_layers(text: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, ch) in text.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '-' if depth == 0 => {
+                tokens.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    tokens.push(text[start..].trim());
+    tokens.retain(|t| !t.is_empty());
+    tokens
+}
+
+/// Positional and named arguments of one layer token.
+struct Args<'a> {
+    layer: &'a str,
+    positional: Vec<&'a str>,
+    named: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Args<'a> {
+    fn parse(token: &'a str) -> std::result::Result<(&'a str, Args<'a>), String> {
+        let (name, inner) = match token.find('(') {
+            Some(open) => {
+                let inner = token[open + 1..]
+                    .strip_suffix(')')
+                    .ok_or_else(|| format!("`{token}`: missing `)`"))?;
+                (token[..open].trim(), inner)
+            }
+            None => (token, ""),
+        };
+        let mut args = Args { layer: token, positional: Vec::new(), named: Vec::new() };
+        for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((key, value)) => args.named.push((key.trim(), value.trim())),
+                None if args.named.is_empty() => args.positional.push(part),
+                None => return Err(format!("`{token}`: positional `{part}` after a named one")),
+            }
+        }
+        Ok((name, args))
+    }
+
+    fn expect(&self, max_positional: usize, keys: &[&str]) -> std::result::Result<(), String> {
+        if self.positional.len() > max_positional {
+            return Err(format!("`{}`: too many arguments", self.layer));
+        }
+        match self.named.iter().find(|(k, _)| !keys.contains(k)) {
+            Some((k, _)) => {
+                Err(format!("`{}`: unknown option `{k}` (known: {keys:?})", self.layer))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn named(&self, key: &str) -> Option<&'a str> {
+        self.named.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn size(&self, text: &str) -> std::result::Result<usize, String> {
+        match text.parse::<usize>() {
+            Ok(v) if v > 0 => Ok(v),
+            _ => Err(format!("`{}`: `{text}` is not a positive integer", self.layer)),
+        }
+    }
+
+    fn pair(&self, text: &str, allow_zero: bool) -> std::result::Result<[usize; 2], String> {
+        let parse = |t: &str| match t.parse::<usize>() {
+            Ok(v) if v > 0 || allow_zero => Ok(v),
+            _ => Err(format!("`{}`: `{text}` is not a size like 3 or 3x2", self.layer)),
+        };
+        match text.split_once('x') {
+            Some((a, b)) => Ok([parse(a)?, parse(b)?]),
+            None => parse(text).map(|v| [v, v]),
+        }
+    }
+
+    fn flag(&self, key: &str, default: bool) -> std::result::Result<bool, String> {
+        match self.named(key) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(format!("`{}`: {key}={other} is not true or false", self.layer)),
+        }
+    }
+}
+
+fn parse_layer(token: &str) -> std::result::Result<LayerSpec, String> {
+    let (name, args) = Args::parse(token)?;
+    match name {
+        "linear" => {
+            args.expect(1, &["bias"])?;
+            let out = args.positional.first().map(|t| args.size(t)).transpose()?;
+            Ok(LayerSpec::Linear { out, bias: args.flag("bias", true)? })
+        }
+        "conv" => {
+            args.expect(2, &["stride", "pad", "groups", "bias"])?;
+            let [out, kernel] = args.positional[..] else {
+                return Err(format!("`{token}`: conv needs (out_channels, kernel)"));
+            };
+            Ok(LayerSpec::Conv {
+                out: args.size(out)?,
+                kernel: args.pair(kernel, false)?,
+                stride: args.named("stride").map_or(Ok([1, 1]), |s| args.pair(s, false))?,
+                pad: args.named("pad").map_or(Ok([0, 0]), |s| args.pair(s, true))?,
+                groups: args.named("groups").map_or(Ok(1), |s| args.size(s))?,
+                bias: args.flag("bias", true)?,
+            })
+        }
+        "maxpool" => {
+            args.expect(1, &["stride", "pad"])?;
+            let Some(kernel) = args.positional.first() else {
+                return Err(format!("`{token}`: maxpool needs a kernel size, e.g. maxpool(2)"));
+            };
+            let kernel = args.pair(kernel, false)?;
+            Ok(LayerSpec::MaxPool {
+                kernel,
+                stride: args.named("stride").map_or(Ok(kernel), |s| args.pair(s, false))?,
+                pad: args.named("pad").map_or(Ok([0, 0]), |s| args.pair(s, true))?,
+            })
+        }
+        "relu" | "flatten" => {
+            args.expect(0, &[])?;
+            Ok(if name == "relu" { LayerSpec::Relu } else { LayerSpec::Flatten })
+        }
+        other => Err(format!(
+            "unknown layer `{other}` (layers: linear, conv, maxpool, relu, flatten; \
+             presets: {})",
+            preset_names()
+        )),
+    }
+}
+
+/// Sizes one layer for a sample of `shape` (without the batch dimension).
+fn build_layer(
+    spec: &LayerSpec,
+    shape: &[usize],
+    classes: usize,
+    is_last: bool,
+    rng: &mut Rng,
+) -> std::result::Result<Box<dyn Layer>, String> {
+    match *spec {
+        LayerSpec::Linear { out, bias } => {
+            let [features] = shape[..] else {
+                return Err(format!("linear needs a flat input, found {shape:?}; add `flatten`"));
+            };
+            let out = match out {
+                Some(out) => out,
+                None if is_last => classes,
+                None => return Err("only the last `linear` may omit its size".into()),
+            };
+            Ok(Box::new(Linear::new(features, out, bias, rng)))
+        }
+        LayerSpec::Conv { out, kernel, stride, pad, groups, bias } => {
+            let [c, h, w] = shape[..] else {
+                return Err(format!("conv needs a [c, h, w] input, found {shape:?}"));
+            };
+            if c % groups != 0 || out % groups != 0 {
+                return Err(format!("conv groups={groups} must divide {c} in and {out} out"));
+            }
+            check_window("conv", [h, w], kernel, pad)?;
+            let config = Conv2dConfig {
+                in_channels: c,
+                out_channels: out,
+                kernel,
+                stride,
+                padding: pad,
+                groups,
+                bias,
+            };
+            Ok(Box::new(Conv2d::new(config, rng)))
+        }
+        LayerSpec::MaxPool { kernel, stride, pad } => {
+            let [_, h, w] = shape[..] else {
+                return Err(format!("maxpool needs a [c, h, w] input, found {shape:?}"));
+            };
+            if pad[0] * 2 > kernel[0] || pad[1] * 2 > kernel[1] {
+                return Err("maxpool padding must be at most half the kernel".into());
+            }
+            check_window("maxpool", [h, w], kernel, pad)?;
+            Ok(Box::new(MaxPool2d::new(kernel, stride, pad)))
+        }
+        LayerSpec::Relu => Ok(Box::new(Relu)),
+        LayerSpec::Flatten => Ok(Box::new(Flatten)),
+    }
+}
+
+fn check_window(
+    layer: &str,
+    [h, w]: [usize; 2],
+    kernel: [usize; 2],
+    pad: [usize; 2],
+) -> std::result::Result<(), String> {
+    if h + 2 * pad[0] < kernel[0] || w + 2 * pad[1] < kernel[1] {
+        return Err(format!(
+            "{layer} kernel {}x{} does not fit its {h}x{w} input (padding {}x{})",
+            kernel[0], kernel[1], pad[0], pad[1]
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_build_for_mnist() {
+        for (name, _) in PRESETS {
+            let spec = ModelSpec::parse(name).unwrap();
+            let net = spec.build(&[1, 28, 28], 10, &mut Rng::new(0, 0)).unwrap();
+            assert_eq!(net.output_shape(), vec![10], "{name}");
+        }
+    }
+
+    #[test]
+    fn spec_round_trips_through_layer_specs() {
+        let text = "conv(8,3x2,stride=2,pad=1x0,bias=false)-relu-maxpool(3,stride=2,pad=1)\
+                    -flatten-linear(20)-relu-linear";
+        let net = ModelSpec::parse(text).unwrap().build(&[3, 12, 10], 4, &mut Rng::new(0, 0));
+        let spec = net.unwrap().spec();
+        assert_eq!(
+            spec,
+            "conv(8,3x2,stride=2,pad=1x0,bias=false)-relu-maxpool(3,stride=2,pad=1)\
+             -flatten-linear(20)-relu-linear(4)"
+        );
+        let again = ModelSpec::parse(&spec).unwrap().build(&[3, 12, 10], 4, &mut Rng::new(0, 0));
+        assert_eq!(again.unwrap().spec(), spec);
+    }
+
+    #[test]
+    fn bad_specs_name_the_layer() {
+        let cases = [
+            ("conv(8)", "conv needs"),
+            ("flatten-linear(0)", "not a positive integer"),
+            ("dense(3)", "unknown layer `dense`"),
+            ("linear(10)", "flat input"),
+            ("flatten-linear(5)", "must give 10 class scores"),
+            ("conv(4,3,pad=1,dilation=2)-flatten-linear", "unknown option `dilation`"),
+            ("lenet", "does not fit its 4x4 input"),
+        ];
+        for (text, want) in cases {
+            let result = ModelSpec::parse(text)
+                .and_then(|spec| spec.build(&[1, 8, 8], 10, &mut Rng::new(0, 0)).map(|_| ()));
+            let message = result.expect_err(text).to_string();
+            assert!(message.contains(want), "{text}: {message}");
+        }
+    }
+}
