@@ -266,7 +266,8 @@ mod tests {
             assert_eq!(opt.lr(), 1e-3);
         }
         assert_eq!(OptimizerConfig::new(OptimizerKind::AdamW).weight_decay, 1e-2);
-        assert_eq!(OptimizerConfig::new(OptimizerKind::Adam).build().unwrap().momentum(), Some(0.9));
+        let adam = OptimizerConfig::new(OptimizerKind::Adam).build().unwrap();
+        assert_eq!(adam.momentum(), Some(0.9));
     }
 
     #[test]
@@ -300,12 +301,13 @@ mod tests {
     #[test]
     fn other_ranges() {
         let base = OptimizerConfig::default();
+        let adam = OptimizerConfig::new(OptimizerKind::Adam);
         let cases = [
             (OptimizerConfig { weight_decay: -1e-4, ..base.clone() }, "weight decay"),
             (OptimizerConfig { dampening: 1.5, ..base.clone() }, "dampening"),
-            (OptimizerConfig { kind: OptimizerKind::Adam, betas: (1.0, 0.999), ..base.clone() }, "beta1"),
-            (OptimizerConfig { kind: OptimizerKind::Adam, betas: (0.9, -0.5), ..base.clone() }, "beta2"),
-            (OptimizerConfig { kind: OptimizerKind::Adam, eps: -1e-8, ..base.clone() }, "eps"),
+            (OptimizerConfig { betas: (1.0, 0.999), ..adam.clone() }, "beta1"),
+            (OptimizerConfig { betas: (0.9, -0.5), ..adam.clone() }, "beta2"),
+            (OptimizerConfig { eps: -1e-8, ..adam }, "eps"),
         ];
         for (config, name) in cases {
             let err = message(&config);

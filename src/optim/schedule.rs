@@ -7,6 +7,9 @@ use super::Optimizer;
 use crate::{Error, Result};
 use std::f64::consts::PI;
 
+/// The schedule names [`Schedule::parse`] accepts.
+const KNOWN: &str = "constant, step, cosine, onecycle";
+
 /// A learning rate schedule, evaluated at scheduler step `k`.
 ///
 /// `lr_at(0)` is the rate of the first optimiser step; the caller applies
@@ -54,7 +57,7 @@ impl Schedule {
     /// |---|---|
     /// | `constant` | `base_lr` throughout |
     /// | `step:STEP_SIZE[:GAMMA]` | StepLR; `GAMMA` defaults to 0.1 |
-    /// | `cosine[:ETA_MIN]` | CosineAnnealingLR with `T_max = total_steps`; `ETA_MIN` defaults to 0 |
+    /// | `cosine[:ETA_MIN]` | CosineAnnealingLR, `T_max = total_steps`, `ETA_MIN` 0 by default |
     /// | `onecycle[:KEY=VALUE]...` | OneCycleLR over `total_steps`, peak `base_lr` |
     ///
     /// OneCycle keys, with PyTorch's defaults: `max_lr` (`base_lr`),
@@ -79,7 +82,7 @@ impl Schedule {
             "step" => 2,
             "cosine" => 1,
             "onecycle" => usize::MAX,
-            _ => return Err(bad("unknown schedule (known: constant, step, cosine, onecycle)".into())),
+            _ => return Err(bad(format!("unknown schedule (known: {KNOWN})"))),
         };
         if args.len() > max_args {
             return Err(bad(format!("{name} takes at most {max_args} arguments")));
@@ -90,7 +93,8 @@ impl Schedule {
             "constant" => Schedule::Constant { lr: base_lr },
             "step" => {
                 let size = args.first().ok_or_else(|| bad("step needs a step size".into()))?;
-                let step_size = size.parse().map_err(|_| bad(format!("step size {size:?}")))?;
+                let not_whole = || bad(format!("step size {size:?} is not a whole number"));
+                let step_size = size.parse().map_err(|_| not_whole())?;
                 let gamma = args.get(1).map_or(Ok(0.1), |v| parse_f64(v, "gamma").map_err(bad))?;
                 Schedule::Step { base_lr, step_size, gamma }
             }
@@ -142,7 +146,8 @@ impl Schedule {
             Schedule::Step { base_lr, step_size, gamma } => {
                 // PyTorch multiplies the current rate by gamma at each decay;
                 // repeating that product gives its exact values.
-                (0..step / step_size).fold(base_lr, |lr, _| lr * gamma)
+                let decays = step.checked_div(step_size).unwrap_or(0);
+                (0..decays).fold(base_lr, |lr, _| lr * gamma)
             }
             Schedule::Cosine { base_lr, t_max, eta_min } => {
                 let cos = (PI * step as f64 / t_max as f64).cos();
@@ -156,9 +161,7 @@ impl Schedule {
     /// steps; `None` when the schedule leaves momentum alone.
     pub fn momentum_at(&self, step: usize) -> Option<f64> {
         match self {
-            Schedule::OneCycle(one_cycle) if one_cycle.cycle_momentum => {
-                Some(one_cycle.at(step).1)
-            }
+            Schedule::OneCycle(one_cycle) if one_cycle.cycle_momentum => Some(one_cycle.at(step).1),
             _ => None,
         }
     }
@@ -315,12 +318,18 @@ impl OneCycle {
                 lr: (self.max_lr, initial_lr),
                 momentum: (low_m, high_m),
             };
-            let anneal =
-                Phase { end_step: total - 1.0, lr: (initial_lr, min_lr), momentum: (high_m, high_m) };
+            let anneal = Phase {
+                end_step: total - 1.0,
+                lr: (initial_lr, min_lr),
+                momentum: (high_m, high_m),
+            };
             ([climb, descend, anneal], 3)
         } else {
-            let anneal =
-                Phase { end_step: total - 1.0, lr: (self.max_lr, min_lr), momentum: (low_m, high_m) };
+            let anneal = Phase {
+                end_step: total - 1.0,
+                lr: (self.max_lr, min_lr),
+                momentum: (low_m, high_m),
+            };
             ([climb, anneal, Phase::default()], 2)
         }
     }
@@ -345,7 +354,8 @@ impl OneCycle {
 
     /// Applies one `KEY=VALUE` argument of the command-line form.
     fn set(&mut self, arg: &str) -> std::result::Result<(), String> {
-        let (key, value) = arg.split_once('=').ok_or_else(|| format!("{arg:?} is not key=value"))?;
+        let (key, value) =
+            arg.split_once('=').ok_or_else(|| format!("{arg:?} is not key=value"))?;
         let (key, value) = (key.trim(), value.trim());
         match key {
             "max_lr" => self.max_lr = parse_f64(value, key)?,
