@@ -1,0 +1,148 @@
+//! Datasets by name, the data directory they live in, and their class names.
+//!
+//! The data directory is `$XENT_DATA` when set, else `xent` under the
+//! platform cache directory (`$XDG_CACHE_HOME/xent` or `~/.cache/xent` on
+//! Linux). A named IDX dataset `mnist` is read from `<data dir>/mnist/`.
+
+use super::{digits_split, idx::read_idx_split, numbered_classes, Split};
+use crate::{Error, Result};
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The dataset names [`load`] knows.
+pub const DATASETS: [&str; 4] = ["digits", "mnist", "fashion-mnist", "kmnist"];
+
+/// Fashion-MNIST's classes, in label order.
+const FASHION_MNIST: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// KMNIST's classes: the romanised hiragana, in label order.
+const KMNIST: [&str; 10] = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"];
+
+/// The class names of a named dataset, in label order; `None` for a name
+/// not in [`DATASETS`].
+pub fn class_names(name: &str) -> Option<Vec<String>> {
+    let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+    match name {
+        "digits" | "mnist" => Some(numbered_classes(10)),
+        "fashion-mnist" => Some(owned(&FASHION_MNIST)),
+        "kmnist" => Some(owned(&KMNIST)),
+        _ => None,
+    }
+}
+
+/// Where named datasets are read from: `$XENT_DATA` if set and not empty,
+/// else `xent` in the platform cache directory (`$XDG_CACHE_HOME` or
+/// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on
+/// Windows; `.cache` in the working directory when none is known).
+pub fn data_dir() -> PathBuf {
+    data_dir_with(|key| env::var_os(key))
+}
+
+/// [`data_dir`] with the environment read through `env_var`.
+fn data_dir_with(env_var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    let var = |key: &str| env_var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("XENT_DATA") {
+        return dir;
+    }
+
+    // The XDG base-directory rules ignore a relative XDG_CACHE_HOME.
+    let home = var("HOME").or_else(|| var("USERPROFILE"));
+    let cache = if cfg!(windows) {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        home.map(|h| h.join("Library").join("Caches"))
+    } else {
+        var("XDG_CACHE_HOME").filter(|p| p.is_absolute()).or_else(|| home.map(|h| h.join(".cache")))
+    };
+    cache.unwrap_or_else(|| PathBuf::from(".cache")).join("xent")
+}
+
+/// Loads a dataset by name from [`data_dir`], or from a folder path.
+///
+/// `digits` is embedded and needs no files. `mnist`, `fashion-mnist` and
+/// `kmnist` are read from `<data dir>/<name>/`. Anything else is taken as
+/// the path of a folder holding the four [`IDX_FILES`](super::IDX_FILES),
+/// read with classes `"0"`..`"9"`; write `./mnist` for a folder that shares
+/// a dataset's name.
+///
+/// # Errors
+///
+/// [`Error::UnknownDataset`] for a name that is neither known nor a folder
+/// path, [`Error::DatasetMissing`] when files are absent, and the reading
+/// errors of [`read_idx_split`](super::read_idx_split).
+pub fn load(name_or_path: &str) -> Result<Split> {
+    load_from(name_or_path, &data_dir())
+}
+
+/// [`load`] with an explicit data directory in place of [`data_dir`].
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_from(name_or_path: &str, data_dir: &Path) -> Result<Split> {
+    // Known names first: the embedded digits, then the IDX datasets.
+    if name_or_path == "digits" {
+        return digits_split();
+    }
+    if let Some(classes) = class_names(name_or_path) {
+        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes);
+    }
+
+    // A folder path. A missing folder that is clearly meant as a path is
+    // reported as missing files; a bare word is an unknown name.
+    let path = Path::new(name_or_path);
+    let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
+    if path.is_dir() || looks_like_path {
+        return read_idx_split(path, name_or_path, &numbered_classes(10));
+    }
+    Err(Error::UnknownDataset { name: name_or_path.into(), known: DATASETS.join(", ") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_are_in_label_order() {
+        assert_eq!(class_names("mnist").expect("known")[3], "3");
+        assert_eq!(class_names("fashion-mnist").expect("known")[9], "Ankle boot");
+        assert_eq!(class_names("kmnist").expect("known")[3], "tsu");
+        assert!(class_names("cifar7").is_none());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn data_dir_follows_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| OsString::from(v))
+        };
+        let dir = |pairs| data_dir_with(env(pairs));
+        assert_eq!(dir(&[("XENT_DATA", "/d"), ("HOME", "/h")]), PathBuf::from("/d"));
+        assert_eq!(dir(&[("XENT_DATA", ""), ("HOME", "/h")]), PathBuf::from("/h/.cache/xent"));
+        assert_eq!(dir(&[("XDG_CACHE_HOME", "/c"), ("HOME", "/h")]), PathBuf::from("/c/xent"));
+        assert_eq!(
+            dir(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")]),
+            PathBuf::from("/h/.cache/xent")
+        );
+        assert_eq!(dir(&[]), PathBuf::from(".cache/xent"));
+    }
+
+    #[test]
+    fn unknown_name_lists_known_names() {
+        let err = load_from("mnits", Path::new("/nonexistent")).unwrap_err();
+        assert!(err.to_string().contains("digits, mnist, fashion-mnist, kmnist"), "{err}");
+        assert!(err.hint().is_some());
+    }
+}
