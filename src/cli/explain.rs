@@ -469,6 +469,13 @@ fn row_lines(ex: &Explanation, row: &RowExplanation) -> Vec<Line> {
         _ => "loss = sum_c y_c (logsumexp(z) - z_c)",
     };
     lines.push(Line::new("loss", loss, &[row.loss]));
+    let share = match row.target {
+        RowTarget::Class(_) if weighted => "row weight w[y], counted in the mean",
+        RowTarget::Class(_) => "row weight, counted in the mean",
+        RowTarget::Ignored => "row weight: ignored, not counted",
+        RowTarget::Probs => "row weight: each row counts once in the mean",
+    };
+    lines.push(Line::new("weight", share, &[row.weight]));
     lines
 }
 

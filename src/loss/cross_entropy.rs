@@ -153,7 +153,7 @@ fn cross_entropy_impl(
     dloss: Option<&Tensor>,
 ) -> Result<CrossEntropyOutput> {
     let plan = Plan::new("cross_entropy", logits.shape(), targets, opts)?;
-    let upstream = Upstream::new("cross_entropy", opts.reduction, &plan.layout, dloss)?;
+    let upstream = Upstream::new("cross_entropy: dloss", opts.reduction, &plan.layout, dloss)?;
     let lanes = plan.layout.lanes;
     let mut dlogits = Tensor::zeros(logits.shape());
     let mut losses = vec![0.0; lanes.count()];
@@ -233,7 +233,7 @@ fn nll_loss_impl(
         opts.weight,
         opts.ignore_index,
     )?;
-    let upstream = Upstream::new("nll_loss", opts.reduction, &layout, dloss)?;
+    let upstream = Upstream::new("nll_loss: dloss", opts.reduction, &layout, dloss)?;
 
     // loss = -w[y] x[y]; its gradient is -w[y] · scale at y and 0 elsewhere.
     let lanes = layout.lanes;

@@ -15,10 +15,14 @@ use crate::{Error, Result, Tensor};
 /// With `ε` the label smoothing, `w` the class weights, `W = Σ_c w_c` and
 /// `d` the denominator (`Σ w[y_i]` over targets that are not ignored under
 /// `Mean`, 1 under `Sum`), a row that counts contributes
-/// `loss_i = (1 - ε) w[y] (lse - z[y]) + (ε / K) Σ_c w_c (lse - z_c)` and
-/// gets `dlogits_i = (p ((1 - ε) w[y] + ε W / K) - (1 - ε) w[y] onehot(y)
-/// - ε w / K) / d`, which is `(p - onehot(y)) / N` in the plain case. Values
-/// agree with [`cross_entropy`](super::cross_entropy) to `f32` rounding.
+///
+/// ```text
+/// loss_i    = (1 - ε) w[y] (lse - z[y]) + (ε / K) Σ_c w_c (lse - z_c)
+/// dlogits_i = (p ((1 - ε) w[y] + ε W / K) - (1 - ε) w[y] onehot(y) - ε w / K) / d
+/// ```
+///
+/// which is `(p - onehot(y)) / N` in the plain case. Values agree with
+/// [`cross_entropy`](super::cross_entropy) to `f32` rounding.
 ///
 /// When the denominator is zero (every target of the batch ignored, or all
 /// of them of weight 0) the returned mean is NaN or infinite, as PyTorch's
