@@ -9,7 +9,8 @@
 //! without weights.
 
 use super::{
-    check_weight, class_denominator, class_weight, exp_shifted, ClassLayout, Lanes, Reduction,
+    check_label_smoothing, check_weight, class_denominator, class_weight, exp_shifted, ClassLayout,
+    Lanes, Reduction,
 };
 use crate::{Error, Result, Tensor};
 
@@ -278,10 +279,7 @@ impl<'a> Plan<'a> {
         let layout = ClassLayout::new(op, shape)?;
         let classes = layout.classes();
         check_weight(op, opts.weight, classes)?;
-        let eps = opts.label_smoothing;
-        if !(0.0..=1.0).contains(&eps) {
-            return Err(Error::arg(format!("{op}: label_smoothing must be in [0, 1], got {eps}")));
-        }
+        check_label_smoothing(op, opts.label_smoothing)?;
 
         // Targets, and the denominator of the mean.
         let denominator = match targets {

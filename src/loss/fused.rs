@@ -5,8 +5,12 @@
 //! one that writes `dlogits`. `exp` runs in `f32`; sums and the loss in `f64`.
 
 use super::softmax::exp_shifted_row;
-use super::{check_weight, class_denominator, class_weight, CrossEntropy, Reduction};
+use super::{
+    check_label_smoothing, check_weight, class_denominator, class_weight, CrossEntropy, Reduction,
+};
 use crate::{Error, Result, Tensor};
+
+const OP: &str = "cross_entropy_classes_into";
 
 /// Cross-entropy of `[N, K]` logits against class targets, returning the
 /// `Mean` or `Sum` loss and writing its gradient into `dlogits` (resized to
@@ -42,33 +46,18 @@ pub fn cross_entropy_classes_into(
     opts: &CrossEntropy<'_>,
     dlogits: &mut Tensor,
 ) -> Result<f64> {
-    const OP: &str = "cross_entropy_classes_into";
-
-    // Shapes, options and the denominator (which also checks the targets).
-    let (n, k) = match logits.shape() {
-        &[n, k] if k > 0 => (n, k),
-        other => return Err(Error::Shape { op: OP, expected: vec![0, 1], found: other.to_vec() }),
-    };
-    check_weight(OP, opts.weight, k)?;
-    let eps = opts.label_smoothing;
-    if !(0.0..=1.0).contains(&eps) {
-        return Err(Error::arg(format!("{OP}: label_smoothing must be in [0, 1], got {eps}")));
-    }
+    // Shapes and options; the denominator also checks the targets.
+    let (n, k) = check_batch(logits, opts)?;
     let denominator = class_denominator(OP, targets, &[n], k, opts.weight, opts.ignore_index)?;
     let grad_scale = match opts.reduction {
         Reduction::Mean if denominator == 0.0 => 0.0,
         Reduction::Mean => 1.0 / denominator,
-        Reduction::Sum => 1.0,
-        Reduction::None => {
-            return Err(Error::arg(format!(
-                "{OP}: reduction none is not supported here; use cross_entropy"
-            )))
-        }
+        _ => 1.0,
     };
 
     // Row-independent constants: the smoothing mass per class, W, and what
     // every class loses to smoothing in the gradient, ε w_c / K / d.
-    let eps = f64::from(eps);
+    let eps = f64::from(opts.label_smoothing);
     let uniform = eps / k as f64;
     let weight_sum = opts.weight.map_or(k as f64, |w| w.iter().map(|&w| f64::from(w)).sum());
     let off = (uniform * grad_scale) as f32;
@@ -119,4 +108,21 @@ pub fn cross_entropy_classes_into(
         Reduction::Mean => total / denominator,
         _ => total,
     })
+}
+
+/// `(N, K)` of the logits, after checking the shape, the weights, the
+/// smoothing and the reduction.
+fn check_batch(logits: &Tensor, opts: &CrossEntropy<'_>) -> Result<(usize, usize)> {
+    let (n, k) = match logits.shape() {
+        &[n, k] if k > 0 => (n, k),
+        other => return Err(Error::Shape { op: OP, expected: vec![0, 1], found: other.to_vec() }),
+    };
+    check_weight(OP, opts.weight, k)?;
+    check_label_smoothing(OP, opts.label_smoothing)?;
+    if opts.reduction == Reduction::None {
+        return Err(Error::arg(format!(
+            "{OP}: reduction none is not supported here; use cross_entropy"
+        )));
+    }
+    Ok((n, k))
 }

@@ -195,6 +195,14 @@ fn check_weight(op: &str, weight: Option<&[f32]>, classes: usize) -> Result<()> 
     }
 }
 
+/// Checks that the label smoothing `ε` lies in `[0, 1]` (NaN does not).
+fn check_label_smoothing(op: &str, eps: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&eps) {
+        return Err(Error::arg(format!("{op}: label_smoothing must be in [0, 1], got {eps}")));
+    }
+    Ok(())
+}
+
 /// The weight of class `c` (1 without weights).
 fn class_weight(weight: Option<&[f32]>, c: usize) -> f64 {
     weight.map_or(1.0, |w| f64::from(w[c]))
