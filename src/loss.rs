@@ -1,1 +1,0 @@
-//! Softmax, log-softmax, cross-entropy and NLL: values and gradients.
