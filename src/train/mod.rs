@@ -1,1 +1,282 @@
-//! The training loop, evaluation, metrics and run folder.
+//! The training loop, evaluation, metrics and the run folder.
+//!
+//! One step: build a normalised batch from `u8` pixels, forward to the
+//! logits, fused softmax-cross-entropy gives the loss and `dlogits`, backward
+//! through the layers, one optimiser update. Every epoch ends with an
+//! evaluation on the test split, a line in `metrics.jsonl` and a saved model,
+//! so a run that fails later keeps its last good epoch.
+
+mod eval;
+mod metrics;
+mod run;
+
+pub use eval::{evaluate, Evaluation};
+pub use metrics::{in_top_k, Tally};
+pub use run::{EpochMetrics, RunDir};
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::{self, Normalize, Split};
+use crate::io::{Model, ModelInfo};
+use crate::loss::{self, CrossEntropy};
+use crate::nn::{Mode, ModelSpec};
+use crate::optim::{OptimizerConfig, Schedule};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// Random-stream purpose for weight initialisation (see [`Rng::new`]).
+const INIT_STREAM: u64 = 1;
+
+/// Everything that defines a training run; written to `config.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainConfig {
+    /// Dataset name or path.
+    pub dataset: String,
+    /// Preset name or model spec.
+    pub model: String,
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Optimiser and its hyper-parameters.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule, in [`Schedule::parse`] syntax.
+    pub schedule: String,
+    /// Label smoothing of the cross-entropy, 0 to 1.
+    pub label_smoothing: f32,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// What a run reports before its first step.
+#[derive(Clone, Debug)]
+pub struct Header {
+    /// The architecture, every size explicit.
+    pub spec: String,
+    /// Trainable values.
+    pub params: usize,
+    /// Training samples.
+    pub train_len: usize,
+    /// Test samples.
+    pub test_len: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Shape of one sample.
+    pub input_shape: Vec<usize>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// Progress within an epoch, reported after every step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based step within the epoch.
+    pub step: usize,
+    /// Steps in the epoch.
+    pub steps: usize,
+    /// This step's mean loss.
+    pub loss: f32,
+    /// This step's learning rate.
+    pub lr: f64,
+    /// Images trained on so far in the epoch.
+    pub images: usize,
+    /// Seconds since the epoch started.
+    pub seconds: f64,
+}
+
+/// Receives progress; the library itself never prints.
+pub trait Observer: Send {
+    /// Before the first step.
+    fn on_start(&mut self, _header: &Header) {}
+    /// After every step.
+    fn on_step(&mut self, _step: &StepReport) {}
+    /// After every epoch's evaluation.
+    fn on_epoch(&mut self, _metrics: &EpochMetrics) {}
+}
+
+/// An observer that ignores everything.
+impl Observer for () {}
+
+/// The outcome of [`train`].
+#[derive(Debug)]
+pub struct Trained {
+    /// The model after the last epoch.
+    pub model: Model,
+    /// One entry per epoch.
+    pub history: Vec<EpochMetrics>,
+}
+
+impl Trained {
+    /// The epoch with the best test accuracy (the first of equals).
+    pub fn best(&self) -> Option<&EpochMetrics> {
+        self.history.iter().fold(None, |best: Option<&EpochMetrics>, m| match best {
+            Some(b) if b.test_accuracy >= m.test_accuracy => Some(b),
+            _ => Some(m),
+        })
+    }
+}
+
+/// Trains a model on `split.train`, evaluating on `split.test` after each
+/// epoch. With a `run` folder, writes `config.json` first, then a metrics line
+/// and the model after every epoch.
+///
+/// # Errors
+///
+/// Bad options or spec ([`Error::InvalidArgument`], [`Error::Spec`]), a loss
+/// that stops being finite ([`Error::Diverged`], naming epoch and step; the
+/// model file keeps the last completed epoch), and I/O errors of the run
+/// folder.
+pub fn train(
+    split: &Split,
+    config: &TrainConfig,
+    run: Option<&RunDir>,
+    observer: &mut dyn Observer,
+) -> Result<Trained> {
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(Error::arg("--batch-size and --epochs must be at least 1"));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()
+        .map_err(|e| Error::arg(format!("cannot start {} threads: {e}", config.threads)))?;
+    pool.install(|| train_in_pool(split, config, run, observer))
+}
+
+fn train_in_pool(
+    split: &Split,
+    config: &TrainConfig,
+    run: Option<&RunDir>,
+    observer: &mut dyn Observer,
+) -> Result<Trained> {
+    let train_set = &split.train;
+    let shape = train_set.sample_shape().to_vec();
+    let classes = train_set.classes().len();
+
+    // Model, optimiser and schedule, all checked before anything is written.
+    let spec = ModelSpec::parse(&config.model)?;
+    let net = spec.build(&shape, classes, &mut Rng::new(config.seed, INIT_STREAM))?;
+    let mut optimizer = config.optimizer.build()?;
+    let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
+    let schedule =
+        Schedule::parse(&config.schedule, config.optimizer.lr, config.epochs * steps_per_epoch)?;
+    let normalize = Normalize::measure(train_set);
+    let info = ModelInfo {
+        spec: net.spec(),
+        input_shape: shape.clone(),
+        classes: train_set.classes().to_vec(),
+        pixel_max: f32::from(train_set.max_value()),
+        normalize: normalize.clone(),
+        dataset: config.dataset.clone(),
+        training: serde_json::Value::Null,
+    };
+    let mut model = Model { net, info };
+    if let Some(run) = run {
+        run.write_config(config)?;
+    }
+    observer.on_start(&Header {
+        spec: model.info.spec.clone(),
+        params: model.net.param_count(),
+        train_len: train_set.len(),
+        test_len: split.test.len(),
+        steps_per_epoch,
+        input_shape: shape,
+        classes,
+    });
+
+    // The loss as PyTorch's default cross_entropy, plus optional smoothing.
+    let ce = CrossEntropy { label_smoothing: config.label_smoothing, ..CrossEntropy::default() };
+
+    // Buffers reused by every step.
+    let mut x = Tensor::default();
+    let mut targets: Vec<i64> = Vec::new();
+    let mut dlogits = Tensor::default();
+    let mut history = Vec::new();
+    let mut global_step = 0;
+
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        let order = data::epoch_order(train_set.len(), config.seed, epoch);
+        let (mut loss_sum, mut hits, mut lr) = (0.0f64, 0usize, 0.0);
+
+        for (i, batch) in order.chunks(config.batch_size).enumerate() {
+            let step = i + 1;
+            data::fill_batch(train_set, batch, &normalize, &mut x, &mut targets)?;
+            schedule.apply(global_step, optimizer.as_mut());
+            lr = optimizer.lr();
+
+            // Forward, fused loss and dlogits, backward, update.
+            model.net.zero_grad();
+            let logits = model.net.forward(&x, Mode::Train)?;
+            hits += logits
+                .argmax_rows()
+                .iter()
+                .zip(&targets)
+                .filter(|(p, t)| **p as i64 == **t)
+                .count();
+            let loss =
+                loss::cross_entropy_classes_into(logits, &targets, &ce, &mut dlogits)? as f32;
+            if !loss.is_finite() {
+                return Err(Error::Diverged { epoch, step, loss });
+            }
+            model.net.backward(&dlogits);
+            optimizer.step(&mut model.net.params_mut());
+
+            loss_sum += f64::from(loss) * batch.len() as f64;
+            global_step += 1;
+            observer.on_step(&StepReport {
+                epoch,
+                step,
+                steps: steps_per_epoch,
+                loss,
+                lr,
+                images: (i * config.batch_size + batch.len()),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+
+        // Evaluate, record, save.
+        let eval_started = Instant::now();
+        let eval = evaluate(&mut model, &split.test)?;
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / train_set.len() as f64,
+            train_accuracy: hits as f64 / train_set.len() as f64,
+            test_loss: eval.tally.mean_loss(),
+            test_accuracy: eval.tally.accuracy(),
+            test_top5_accuracy: eval.tally.top5_accuracy(),
+            lr,
+            seconds,
+            images_per_second: train_set.len() as f64 / seconds,
+            eval_seconds: eval_started.elapsed().as_secs_f64(),
+        };
+        history.push(metrics.clone());
+        model.info.training = training_summary(config, &history);
+        if let Some(run) = run {
+            run.append_metrics(&metrics)?;
+            run.save_model(&model)?;
+        }
+        observer.on_epoch(&metrics);
+    }
+    Ok(Trained { model, history })
+}
+
+/// The summary stored in the model file's metadata.
+fn training_summary(config: &TrainConfig, history: &[EpochMetrics]) -> serde_json::Value {
+    let last = history.last();
+    serde_json::json!({
+        "epochs": history.len(),
+        "test_accuracy": last.map(|m| m.test_accuracy),
+        "test_loss": last.map(|m| m.test_loss),
+        "seconds": history.iter().map(|m| m.seconds).sum::<f64>(),
+        "config": config,
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}

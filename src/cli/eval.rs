@@ -1,0 +1,82 @@
+//! `xent eval`: a model file against a dataset's test split.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use xent::io::Model;
+use xent::train::evaluate;
+use xent::{Error, Result};
+
+use super::percent;
+
+/// Options of `xent eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model file written by `xent train` (model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset whose test split to use [default: the one the model was trained on].
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `xent eval`.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let mut model = Model::load(&args.model)?;
+    let name = args.dataset.clone().unwrap_or_else(|| model.info.dataset.clone());
+    let split = xent::data::load(&name)?;
+    let eval = evaluate(&mut model, &split.test)?;
+    let tally = &eval.tally;
+
+    if args.json {
+        let report = serde_json::json!({
+            "dataset": name,
+            "samples": tally.samples,
+            "loss": tally.mean_loss(),
+            "accuracy": tally.accuracy(),
+            "top5_accuracy": tally.top5_accuracy(),
+            "classes": model.info.classes,
+            "confusion_matrix": tally.confusion_rows(),
+            "seconds": eval.seconds,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+
+    println!("model    {} ({})", args.model.display(), model.info.spec);
+    println!("dataset  {name} test split, {} images", tally.samples);
+    println!(
+        "result   loss {:.4} | top-1 {} | top-5 {} | {:.2} s",
+        tally.mean_loss(),
+        percent(tally.accuracy()),
+        percent(tally.top5_accuracy()),
+        eval.seconds
+    );
+    print_confusion(&model.info.classes, &tally.confusion_rows())
+}
+
+/// The confusion matrix with true labels as rows, predictions as columns.
+fn print_confusion(classes: &[String], rows: &[Vec<u64>]) -> Result<()> {
+    let width = rows.iter().flatten().map(|v| v.to_string().len()).max().unwrap_or(1).max(3);
+    let label_width = classes.iter().map(|c| c.chars().count()).max().unwrap_or(1).max(4);
+    let mut out = String::from("confusion matrix (row = true label, column = predicted)\n");
+    out += &format!("{:>label_width$} ", "");
+    for i in 0..classes.len() {
+        out += &format!(" {i:>width$}");
+    }
+    out.push('\n');
+    for (i, (name, row)) in classes.iter().zip(rows).enumerate() {
+        out += &format!("{:>label_width$} ", format!("{i}:{name}"));
+        for v in row {
+            out += &format!(" {v:>width$}");
+        }
+        out.push('\n');
+    }
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(|e| Error::io("writing", "standard output", e))
+}

@@ -1,0 +1,43 @@
+//! Command-line interface: the subcommands and their arguments.
+
+mod eval;
+mod explain;
+mod predict;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+/// Train, evaluate and run image classifiers on the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "xent", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a classifier and write a run folder (model, config, metrics).
+    Train(train::TrainArgs),
+    /// Evaluate a model file: loss, top-1/top-5 accuracy, confusion matrix.
+    Eval(eval::EvalArgs),
+    /// Classify PNG or JPEG images with a model file.
+    Predict(predict::PredictArgs),
+    /// Show softmax and cross-entropy step by step for given logits.
+    Explain(explain::ExplainArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> xent::Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Predict(args) => predict::run(&args),
+        Command::Explain(args) => explain::run(&args),
+    }
+}
+
+/// Formats a fraction as a percentage with two decimals, e.g. `98.62%`.
+fn percent(fraction: f64) -> String {
+    format!("{:.2}%", 100.0 * fraction)
+}

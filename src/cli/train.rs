@@ -1,0 +1,304 @@
+//! `xent train`: options, the run folder name, and progress output (a bar
+//! per epoch on a terminal, plain step lines otherwise).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use xent::nn::spec::PRESETS;
+use xent::optim::{OptimizerConfig, OptimizerKind};
+use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
+use xent::Result;
+
+use super::percent;
+
+/// Options of `xent train`.
+#[derive(Debug, Args)]
+#[command(after_long_help = SPEC_HELP)]
+pub struct TrainArgs {
+    /// Dataset: digits (embedded), mnist, fashion-mnist, kmnist (from $XENT_DATA), or a
+    /// folder holding the four MNIST-style IDX files.
+    #[arg(long, default_value = "digits")]
+    dataset: String,
+    /// Preset (linear, mlp, lenet) or a model spec such as
+    /// "conv(16,5,pad=2)-relu-maxpool(2)-flatten-linear" (see below).
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Learning rate [default: 1e-3 for adam and adamw, 0.05 for sgd].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Optimiser: sgd, adam or adamw.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// SGD momentum (ignored by adam and adamw).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Weight decay: L2 for sgd and adam, decoupled for adamw [default: 0, adamw 0.01].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Learning-rate schedule, stepped once per batch: constant, cosine[:ETA_MIN],
+    /// step:STEPS[:GAMMA], or onecycle[:KEY=VALUE]... (PyTorch's OneCycleLR keys).
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Label smoothing of the cross-entropy, 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Seed for initialisation and shuffling; same seed and threads, same run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run folder [default: runs/<dataset>-<model>, numbered if taken].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace the run already in --out.
+    #[arg(long)]
+    force: bool,
+    /// Print a step line every N steps when not on a terminal [default: every 2 s].
+    #[arg(long)]
+    log_every: Option<usize>,
+    /// Print only the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+const SPEC_HELP: &str = "\
+Model specs: layers joined by '-', arguments in parentheses.
+  linear(OUT[,bias=false])      bare 'linear' at the end gives one score per class
+  conv(OUT,K[,stride=S][,pad=P][,groups=G][,bias=false])   K, S, P may be AxB
+  maxpool(K[,stride=S][,pad=P]) stride defaults to K
+  relu, flatten
+Presets:
+  linear = flatten-linear
+  mlp    = flatten-linear(512)-relu-linear(256)-relu-linear
+  lenet  = conv(6,5,pad=2)-relu-maxpool(2)-conv(16,5)-relu-maxpool(2)-flatten
+           -linear(120)-relu-linear(84)-relu-linear";
+
+/// Runs `xent train`.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let config = config_from(args)?;
+    let split = xent::data::load(&args.dataset)?;
+
+    // The run folder: as given, or the first free runs/<dataset>-<model>[-N].
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => free_run_folder(&args.dataset, &args.model),
+    };
+    let run = RunDir::create(&out, args.force)?;
+
+    let started = Instant::now();
+    let mut printer = Printer::new(args, &config);
+    let trained = train::train(&split, &config, Some(&run), &mut printer)?;
+    printer.finish();
+
+    let best = trained.best().expect("at least one epoch ran");
+    println!(
+        "done   best test acc {} (epoch {}) | {:.1} s | saved {}",
+        percent(best.test_accuracy),
+        best.epoch,
+        started.elapsed().as_secs_f64(),
+        run.model_path().display()
+    );
+    Ok(())
+}
+
+fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
+    let kind: OptimizerKind = args.optimizer.parse()?;
+    let lr = args.lr.unwrap_or(match kind {
+        OptimizerKind::Sgd => 0.05,
+        OptimizerKind::Adam | OptimizerKind::AdamW => 1e-3,
+    });
+    let mut optimizer = OptimizerConfig::new(kind);
+    optimizer.lr = lr;
+    if let Some(weight_decay) = args.weight_decay {
+        optimizer.weight_decay = weight_decay;
+    }
+    if kind == OptimizerKind::Sgd {
+        optimizer.momentum = args.momentum;
+    }
+    Ok(TrainConfig {
+        dataset: args.dataset.clone(),
+        model: args.model.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer,
+        schedule: args.schedule.clone(),
+        label_smoothing: args.label_smoothing,
+        seed: args.seed,
+        threads: args.threads.unwrap_or_else(default_threads),
+    })
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `runs/<dataset>-<model>`, or with `-2`, `-3`, … appended when taken, so a
+/// default run never lands on an earlier one.
+fn free_run_folder(dataset: &str, model: &str) -> PathBuf {
+    let clean = |s: &str| -> String {
+        let name = std::path::Path::new(s).file_name().map_or(s.into(), |f| f.to_string_lossy());
+        let safe = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' });
+        safe.take(40).collect()
+    };
+    let is_preset = PRESETS.iter().any(|(name, _)| *name == model);
+    let model = if is_preset { model } else { "custom" };
+    let base = format!("runs/{}-{}", clean(dataset), model);
+    (1..)
+        .map(|i| if i == 1 { PathBuf::from(&base) } else { PathBuf::from(format!("{base}-{i}")) })
+        .find(|p| !RunDir::holds_run(p))
+        .expect("some numbered folder is free")
+}
+
+/// Prints the header, per-step progress and per-epoch evaluation lines.
+struct Printer {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+    /// Plain step lines: every N steps, or (0) every [`LOG_SECONDS`].
+    log_every: Option<usize>,
+    last_log: f64,
+    settings: String,
+}
+
+/// Seconds between plain step lines when no `--log-every` is given.
+const LOG_SECONDS: f64 = 2.0;
+
+impl Printer {
+    fn new(args: &TrainArgs, config: &TrainConfig) -> Printer {
+        let terminal = std::io::stdout().is_terminal();
+        let settings = format!(
+            "batch={} optimizer={} lr={:.1e} schedule={} epochs={} seed={} threads={}",
+            config.batch_size,
+            args.optimizer,
+            config.optimizer.lr,
+            config.schedule,
+            config.epochs,
+            config.seed,
+            config.threads
+        );
+        Printer {
+            quiet: args.quiet,
+            bar: None,
+            log_every: if terminal { None } else { Some(args.log_every.unwrap_or(0)) },
+            last_log: 0.0,
+            settings,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Printer {
+    fn on_start(&mut self, h: &Header) {
+        if self.quiet {
+            return;
+        }
+        println!("xent   {}", env!("CARGO_PKG_VERSION"));
+        println!("model  {}", h.spec);
+        println!(
+            "config params={} input={:?} classes={} train={} test={} {}",
+            thousands(h.params as u64),
+            h.input_shape,
+            h.classes,
+            h.train_len,
+            h.test_len,
+            self.settings
+        );
+    }
+
+    fn on_step(&mut self, s: &StepReport) {
+        if self.quiet {
+            return;
+        }
+        let rate = s.images as f64 / s.seconds.max(1e-9);
+        let ms = 1e3 * s.seconds / s.step as f64;
+        match self.log_every {
+            Some(every) => {
+                if s.step == 1 {
+                    self.last_log = 0.0;
+                }
+                let due = match every {
+                    0 => s.seconds - self.last_log >= LOG_SECONDS,
+                    n => s.step % n == 0,
+                };
+                if due {
+                    self.last_log = s.seconds;
+                    println!(
+                        "step   {:>5}/{} | epoch {:>2} | loss {:.4} | lr {:.1e} | {:>6.2} ms | {:>6} img/s",
+                        s.step, s.steps, s.epoch, s.loss, s.lr, ms, human(rate)
+                    );
+                }
+            }
+            None => {
+                let bar = self.bar.get_or_insert_with(|| new_bar(s.steps));
+                if s.step == 1 {
+                    bar.reset();
+                    bar.set_length(s.steps as u64);
+                }
+                bar.set_prefix(format!("epoch {:>2}", s.epoch));
+                bar.set_message(format!("loss {:.4} | {} img/s", s.loss, human(rate)));
+                bar.set_position(s.step as u64);
+            }
+        }
+    }
+
+    fn on_epoch(&mut self, m: &EpochMetrics) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        println!(
+            "eval   epoch {:>2} | train loss {:.4} | test loss {:.4} | test acc {:>7} | {:.1} s | {} img/s",
+            m.epoch,
+            m.train_loss,
+            m.test_loss,
+            percent(m.test_accuracy),
+            m.seconds,
+            human(m.images_per_second)
+        );
+    }
+}
+
+fn new_bar(steps: usize) -> ProgressBar {
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos:>5}/{len} | {msg}")
+        .expect("the template is valid")
+        .progress_chars("=> ");
+    ProgressBar::new(steps as u64).with_style(style)
+}
+
+/// `12.3k`, `1.2M`: rates at a glance.
+fn human(value: f64) -> String {
+    match value {
+        v if v >= 1e6 => format!("{:.1}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
+}
+
+/// `421642` as `421,642`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,116 @@
+//! The run folder: `model.safetensors`, `config.json` and `metrics.jsonl`.
+//! A folder that already holds a run is never reused without `force`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::io::Model;
+use crate::{Error, Result};
+
+/// Files that mark a folder as holding a run.
+const RUN_FILES: [&str; 3] = ["model.safetensors", "config.json", "metrics.jsonl"];
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Fraction of training samples classified correctly during the epoch.
+    pub train_accuracy: f64,
+    /// Mean loss on the test split.
+    pub test_loss: f64,
+    /// Top-1 accuracy on the test split, 0 to 1.
+    pub test_accuracy: f64,
+    /// Top-5 accuracy on the test split, 0 to 1.
+    pub test_top5_accuracy: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Seconds of training in this epoch (evaluation excluded).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// Seconds spent evaluating.
+    pub eval_seconds: f64,
+}
+
+/// A run folder, created and checked.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `path` for a new run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RunExists`] when it already holds a run and `force` is false;
+    /// [`Error::Io`] when it cannot be created or cleared.
+    pub fn create(path: &Path, force: bool) -> Result<RunDir> {
+        let existing: Vec<PathBuf> =
+            RUN_FILES.iter().map(|f| path.join(f)).filter(|p| p.exists()).collect();
+        if !existing.is_empty() && !force {
+            return Err(Error::RunExists { path: path.into() });
+        }
+        for file in existing {
+            std::fs::remove_file(&file).map_err(|e| Error::io("removing", file, e))?;
+        }
+        std::fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
+        Ok(RunDir { path: path.into() })
+    }
+
+    /// Whether `path` holds a run.
+    pub fn holds_run(path: &Path) -> bool {
+        RUN_FILES.iter().any(|f| path.join(f).exists())
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Path of the model file.
+    pub fn model_path(&self) -> PathBuf {
+        self.path.join("model.safetensors")
+    }
+
+    /// Writes `config.json`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn write_config(&self, config: &impl Serialize) -> Result<()> {
+        let path = self.path.join("config.json");
+        let text = serde_json::to_string_pretty(config).expect("config is plain data");
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io("writing", path, e))
+    }
+
+    /// Appends one line to `metrics.jsonl`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn append_metrics(&self, metrics: &EpochMetrics) -> Result<()> {
+        let path = self.path.join("metrics.jsonl");
+        let line = serde_json::to_string(metrics).expect("metrics are plain data");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("writing", &path, e))?;
+        writeln!(file, "{line}").map_err(|e| Error::io("writing", &path, e))
+    }
+
+    /// Saves the model, replacing the previous epoch's atomically.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::save`].
+    pub fn save_model(&self, model: &Model) -> Result<()> {
+        model.save(&self.model_path())
+    }
+}
