@@ -32,7 +32,8 @@ pub struct TrainArgs {
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    /// Learning rate [default: 1e-3 for adam and adamw, 0.05 for sgd].
+    /// Learning rate; with the cosine schedule, its value at the first step
+    /// [default: 2e-3 for adam and adamw, 0.05 for sgd].
     #[arg(long)]
     lr: Option<f64>,
     /// Optimiser: sgd, adam or adamw.
@@ -46,7 +47,7 @@ pub struct TrainArgs {
     weight_decay: Option<f64>,
     /// Learning-rate schedule, stepped once per batch: constant, cosine[:ETA_MIN],
     /// step:STEPS[:GAMMA], or onecycle[:KEY=VALUE]... (PyTorch's OneCycleLR keys).
-    #[arg(long, default_value = "constant")]
+    #[arg(long, default_value = "cosine")]
     schedule: String,
     /// Label smoothing of the cross-entropy, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
@@ -86,14 +87,15 @@ Presets:
 /// Runs `xent train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let config = config_from(args)?;
-    let split = xent::data::load(&args.dataset)?;
 
     // The run folder: as given, or the first free runs/<dataset>-<model>[-N].
+    // Checked before the data is read, created only once training starts.
     let out = match &args.out {
         Some(out) => out.clone(),
         None => free_run_folder(&args.dataset, &args.model),
     };
-    let run = RunDir::create(&out, args.force)?;
+    let run = RunDir::new(&out, args.force)?;
+    let split = xent::data::load(&args.dataset)?;
 
     let started = Instant::now();
     let mut printer = Printer::new(args, &config);
@@ -115,7 +117,7 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
     let kind: OptimizerKind = args.optimizer.parse()?;
     let lr = args.lr.unwrap_or(match kind {
         OptimizerKind::Sgd => 0.05,
-        OptimizerKind::Adam | OptimizerKind::AdamW => 1e-3,
+        OptimizerKind::Adam | OptimizerKind::AdamW => 2e-3,
     });
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.lr = lr;
@@ -236,10 +238,9 @@ impl Observer for Printer {
                 };
                 if due {
                     self.last_log = s.seconds;
-                    println!(
-                        "step   {:>5}/{} | epoch {:>2} | loss {:.4} | lr {:.1e} | {:>6.2} ms | {:>6} img/s",
-                        s.step, s.steps, s.epoch, s.loss, s.lr, ms, human(rate)
-                    );
+                    let (step, steps, epoch) = (s.step, s.steps, s.epoch);
+                    print!("step   {step:>5}/{steps} | epoch {epoch:>2} | loss {:.4}", s.loss);
+                    println!(" | lr {:.1e} | {ms:>6.2} ms | {:>6} img/s", s.lr, human(rate));
                 }
             }
             None => {
@@ -262,12 +263,11 @@ impl Observer for Printer {
         if self.quiet {
             return;
         }
+        let (epoch, train_loss, test_loss) = (m.epoch, m.train_loss, m.test_loss);
+        print!("eval   epoch {epoch:>2} | train loss {train_loss:.4} | test loss {test_loss:.4}");
+        let accuracy = percent(m.test_accuracy);
         println!(
-            "eval   epoch {:>2} | train loss {:.4} | test loss {:.4} | test acc {:>7} | {:.1} s | {} img/s",
-            m.epoch,
-            m.train_loss,
-            m.test_loss,
-            percent(m.test_accuracy),
+            " | test acc {accuracy:>7} | {:.1} s | {} img/s",
             m.seconds,
             human(m.images_per_second)
         );

@@ -90,6 +90,25 @@ impl Sequential {
         &self.acts[self.layers.len()]
     }
 
+    /// The output of layer `i` in the last forward pass.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not a layer index.
+    pub fn activation(&self, i: usize) -> &Tensor {
+        &self.acts[i + 1]
+    }
+
+    /// dL/d(output of layer `i`) from the last backward pass, for `i` below the
+    /// last layer (whose gradient is the `dlogits` passed in).
+    ///
+    /// # Panics
+    ///
+    /// When `i + 1` is not a layer index.
+    pub fn activation_grad(&self, i: usize) -> &Tensor {
+        &self.grads[i + 1]
+    }
+
     /// Carries `dlogits` (dL/d output of the last forward pass) back through
     /// every layer, adding into each parameter's gradient. The gradient for
     /// the input itself is not computed.

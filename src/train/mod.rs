@@ -124,8 +124,9 @@ impl Trained {
 }
 
 /// Trains a model on `split.train`, evaluating on `split.test` after each
-/// epoch. With a `run` folder, writes `config.json` first, then a metrics line
-/// and the model after every epoch.
+/// epoch. With a `run` folder, creates it once the model and options are
+/// known to be good, writes `config.json`, then a metrics line and the model
+/// after every epoch.
 ///
 /// # Errors
 ///
@@ -178,6 +179,7 @@ fn train_in_pool(
     };
     let mut model = Model { net, info };
     if let Some(run) = run {
+        run.create()?;
         run.write_config(config)?;
     }
     observer.on_start(&Header {

@@ -37,30 +37,44 @@ pub struct EpochMetrics {
     pub eval_seconds: f64,
 }
 
-/// A run folder, created and checked.
+/// A run folder: checked when it is named, created only when the run has
+/// been set up, so a run refused for a bad option leaves nothing behind.
 #[derive(Clone, Debug)]
 pub struct RunDir {
     path: PathBuf,
+    force: bool,
 }
 
 impl RunDir {
-    /// Creates `path` for a new run.
+    /// Names `path` as the folder of a new run, writing nothing yet.
     ///
     /// # Errors
     ///
-    /// [`Error::RunExists`] when it already holds a run and `force` is false;
-    /// [`Error::Io`] when it cannot be created or cleared.
-    pub fn create(path: &Path, force: bool) -> Result<RunDir> {
-        let existing: Vec<PathBuf> =
-            RUN_FILES.iter().map(|f| path.join(f)).filter(|p| p.exists()).collect();
-        if !existing.is_empty() && !force {
+    /// [`Error::RunExists`] when it already holds a run and `force` is false.
+    pub fn new(path: &Path, force: bool) -> Result<RunDir> {
+        if RunDir::holds_run(path) && !force {
             return Err(Error::RunExists { path: path.into() });
+        }
+        Ok(RunDir { path: path.into(), force })
+    }
+
+    /// Creates the folder, removing an earlier run's files when `force` was
+    /// given; checks again that no run appeared since [`RunDir::new`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RunExists`] as in [`RunDir::new`]; [`Error::Io`] when the
+    /// folder cannot be created or cleared.
+    pub fn create(&self) -> Result<()> {
+        let existing: Vec<PathBuf> =
+            RUN_FILES.iter().map(|f| self.path.join(f)).filter(|p| p.exists()).collect();
+        if !existing.is_empty() && !self.force {
+            return Err(Error::RunExists { path: self.path.clone() });
         }
         for file in existing {
             std::fs::remove_file(&file).map_err(|e| Error::io("removing", file, e))?;
         }
-        std::fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
-        Ok(RunDir { path: path.into() })
+        std::fs::create_dir_all(&self.path).map_err(|e| Error::io("creating", &self.path, e))
     }
 
     /// Whether `path` holds a run.

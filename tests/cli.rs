@@ -1,0 +1,200 @@
+//! The `xent` binary end to end on the embedded digits: train, eval and
+//! predict, and the one-line errors (with exit codes) for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn xent(args: &[&str]) -> Output {
+    xent_env(args, &[])
+}
+
+fn xent_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xent"));
+    command.args(args).env("XENT_DATA", "/nonexistent-xent-data");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the xent binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Trains a small model on digits into `dir/run` and returns the run folder.
+fn train_digits(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    let out = xent(&["train", "--epochs", "4", "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    run
+}
+
+#[test]
+fn train_writes_a_run_folder_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+
+    // metrics.jsonl: one object per epoch with the documented keys.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    for key in
+        ["epoch", "train_loss", "test_loss", "test_accuracy", "lr", "seconds", "images_per_second"]
+    {
+        assert!(lines[3].get(key).is_some(), "metrics.jsonl lacks {key}");
+    }
+    let accuracy = lines[3]["test_accuracy"].as_f64().unwrap();
+    assert!((0.9..=1.0).contains(&accuracy), "test accuracy {accuracy}");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["dataset"], "digits");
+
+    // A second run into the same folder is refused and changes nothing.
+    let model_before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let again = xent(&["train", "--epochs", "1", "--out", run.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = stderr(&again);
+    assert!(err.contains("already holds a run") && err.contains("hint: pass --force"), "{err}");
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), metrics);
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model_before);
+
+    // With --force it is replaced.
+    let forced = xent(&["train", "--epochs", "1", "--out", run.to_str().unwrap(), "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn eval_and_predict_use_the_model_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+    let model = run.join("model.safetensors");
+
+    // eval --json agrees with the last metrics line.
+    let out = xent(&["eval", "--model", model.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(report["accuracy"], last["test_accuracy"]);
+    assert_eq!(report["samples"], 355);
+    assert_eq!(report["confusion_matrix"].as_array().unwrap().len(), 10);
+    let text = xent(&["eval", "--model", model.to_str().unwrap()]);
+    assert!(stdout(&text).contains("confusion matrix"), "{}", stdout(&text));
+
+    // predict: a 16×16 PNG of a bar is resized to 8×8 and classified.
+    let png = dir.path().join("bar.png");
+    let bar = image::GrayImage::from_fn(16, 16, |x, _| {
+        image::Luma([if (6..10).contains(&x) { 255 } else { 0 }])
+    });
+    bar.save(&png).unwrap();
+    let out = xent(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        png.to_str().unwrap(),
+        "--json",
+        "--top",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prediction: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let probs: Vec<f64> =
+        prediction["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
+    assert_eq!(probs.len(), 10);
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    assert_eq!(prediction["top"].as_array().unwrap().len(), 2);
+
+    // A file that is not an image: the error names it, nothing panics.
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
+    let out = xent(&["predict", "--model", model.to_str().unwrap(), junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("junk.png: cannot decode image"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_dataset_says_where_it_looked_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let unused = dir.path().join("unused");
+    let args = ["train", "--dataset", "mnist", "--out", unused.to_str().unwrap()];
+    let out = xent_env(&args, &[("XENT_DATA", dir.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let where_ = dir.path().join("mnist");
+    assert!(err.starts_with("error: dataset mnist:"), "{err}");
+    assert!(err.contains(&where_.display().to_string()) && err.contains("hint:"), "{err}");
+    assert!(!unused.exists());
+}
+
+#[test]
+fn truncated_idx_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("broken");
+    std::fs::create_dir(&folder).unwrap();
+    // A header for 2 images of 4×4, then only 20 of the 32 pixel bytes.
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4];
+    images.extend([7u8; 20]);
+    let labels = [0, 0, 8, 1, 0, 0, 0, 2, 1, 2];
+    for split in ["train", "t10k"] {
+        std::fs::write(folder.join(format!("{split}-images-idx3-ubyte")), &images).unwrap();
+        std::fs::write(folder.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
+    }
+    let out = xent(&[
+        "train",
+        "--dataset",
+        folder.to_str().unwrap(),
+        "--out",
+        dir.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("images-idx3-ubyte") && err.lines().count() <= 3, "{err}");
+    assert!(!dir.path().join("r").exists(), "no run folder for a dataset that fails to load");
+}
+
+#[test]
+fn diverging_run_names_epoch_and_step_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = [
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "step:23:1e9",
+        "--epochs",
+        "3",
+    ];
+    let out = xent(&[&args[..], &["--out", run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("at epoch 2, step") && err.contains("hint:"), "{err}");
+    assert!(run.join("model.safetensors").exists(), "epoch 1's model is kept");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let unused = dir.path().join("unused");
+    let spec =
+        xent(&["train", "--model", "conv(8)-flatten-linear", "--out", unused.to_str().unwrap()]);
+    assert_eq!(spec.status.code(), Some(1));
+    assert!(stderr(&spec).contains("conv needs (out_channels, kernel)"), "{}", stderr(&spec));
+
+    let optimizer = xent(&["train", "--optimizer", "rmsprop", "--out", unused.to_str().unwrap()]);
+    assert_eq!(optimizer.status.code(), Some(1));
+    assert!(stderr(&optimizer).contains("unknown optimizer"), "{}", stderr(&optimizer));
+
+    let usage = xent(&["train", "--epochs", "many"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(!unused.exists());
+}
