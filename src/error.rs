@@ -146,16 +146,23 @@ impl Error {
     /// The fix, where xent knows one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::DatasetMissing { name, dir, .. } => Some(format!(
-                "put the {name} files (raw or .gz) in {}, or set XENT_DATA to the folder \
+            Error::DatasetMissing { name, dir, .. } if crate::data::DATASETS.contains(&&**name) => {
+                Some(format!(
+                    "put the {name} files (raw or .gz) in {}, or set XENT_DATA to the folder \
                  that holds {name}/; see \"Data\" in the README",
-                dir.display()
-            )),
+                    dir.display()
+                ))
+            }
+            Error::DatasetMissing { .. } => Some(
+                "a dataset folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+                 t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz)"
+                    .into(),
+            ),
             Error::RunExists { .. } => {
                 Some("pass --force to replace it, or --out to choose another folder".into())
             }
             Error::Diverged { .. } => Some(
-                "lower --lr, or add --weight-decay; the model file holds the last good epoch"
+                "lower --lr; the run folder keeps the model and metrics of every completed epoch"
                     .into(),
             ),
             Error::UnknownDataset { .. } => {

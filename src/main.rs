@@ -1,6 +1,6 @@
 //! The `xent` command: parses arguments, calls the library, and turns errors
-//! into one clear message and an exit code (0 success, 1 failed run, 2 bad
-//! usage).
+//! into one clear message and an exit code: 0 success, 1 a failed run (files,
+//! data, divergence), 2 bad usage (an option's value, a model spec).
 
 mod cli;
 
@@ -13,16 +13,31 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            let mut shown = err.to_string();
+            eprintln!("error: {shown}");
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("caused by: {cause}");
+                // Decoders often repeat their cause inside their own message.
+                let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                if !shown.contains(&text) {
+                    eprintln!("caused by: {text}");
+                }
+                shown = text;
                 source = cause.source();
             }
             if let Some(hint) = err.hint() {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// 2 for a value the user typed that xent cannot use, 1 for everything else.
+fn exit_code(err: &xent::Error) -> u8 {
+    use xent::Error;
+    match err {
+        Error::InvalidArgument(_) | Error::Spec { .. } | Error::UnknownDataset { .. } => 2,
+        _ => 1,
     }
 }

@@ -187,14 +187,49 @@ fn bad_options_are_refused() {
     let unused = dir.path().join("unused");
     let spec =
         xent(&["train", "--model", "conv(8)-flatten-linear", "--out", unused.to_str().unwrap()]);
-    assert_eq!(spec.status.code(), Some(1));
+    assert_eq!(spec.status.code(), Some(2));
     assert!(stderr(&spec).contains("conv needs (out_channels, kernel)"), "{}", stderr(&spec));
 
     let optimizer = xent(&["train", "--optimizer", "rmsprop", "--out", unused.to_str().unwrap()]);
-    assert_eq!(optimizer.status.code(), Some(1));
+    assert_eq!(optimizer.status.code(), Some(2));
     assert!(stderr(&optimizer).contains("unknown optimizer"), "{}", stderr(&optimizer));
 
     let usage = xent(&["train", "--epochs", "many"]);
     assert_eq!(usage.status.code(), Some(2));
     assert!(!unused.exists());
+}
+
+#[test]
+fn force_with_a_bad_option_keeps_the_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+    let model = std::fs::read(run.join("model.safetensors")).unwrap();
+    let out_dir = run.to_str().unwrap();
+    for bad in [
+        &["--label-smoothing", "2"][..],
+        &["--threads", "0"],
+        &["--lr", "-1"],
+        &["--model", "flatten-linear(100000000)-linear"],
+    ] {
+        let out = xent(&[&["train", "--out", out_dir, "--force"][..], bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model, "{bad:?}");
+    }
+
+    // eval takes the run folder as well as the file in it.
+    let out = xent(&["eval", "--model", out_dir, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_that_fails_in_its_first_epoch_does_not_block_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = xent(&["train", "--optimizer", "sgd", "--lr", "1e6", "--out", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("at epoch 1, step"), "{}", stderr(&out));
+    assert!(!run.join("model.safetensors").exists());
+
+    let again = xent(&["train", "--epochs", "1", "--out", run.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
 }

@@ -198,22 +198,34 @@ fn bad_input_is_refused_clearly() {
     let l = "--logits";
     let t = "--targets";
     let p = "--target-probs";
-    refused(&[l, "1,2;3", t, "0,1"], 1, &["--logits", "row 1 has 1 value", "row 0 has 2 values"]);
-    refused(&[l, "1,abc", t, "0"], 1, &["--logits", "row 0, value 1", "\"abc\" is not a number"]);
+    refused(&[l, "1,2;3", t, "0,1"], 2, &["--logits", "row 1 has 1 value", "row 0 has 2 values"]);
+    refused(&[l, "1,abc", t, "0"], 2, &["--logits", "row 0, value 1", "\"abc\" is not a number"]);
     refused(
         &[l, "1,2;3,4", p, "0.5,0.4;1,0"],
-        1,
+        2,
         &["--target-probs", "row 0 sums to 0.9", "not 1"],
     );
-    refused(&[l, "1,2;3,4", p, "1,0;1.5,-0.5"], 1, &["--target-probs", "row 1", "negative"]);
-    refused(&[l, "1,2;3,4", t, "0,2"], 1, &["--targets", "row 1 has class 2", "2 classes"]);
-    refused(&[l, "1,2;3,4", t, "0,-1"], 1, &["row 1 has class -1"]);
-    refused(&[l, "1,2;3,4", t, "0"], 1, &["--targets has 1 value", "2 rows"]);
-    refused(&[l, "1,2;3,4", p, "1,0"], 1, &["--target-probs has 1 row", "2 rows"]);
-    refused(&[l, "1,2", t, "0", "--weight", "1,2,3"], 1, &["--weight has 3 values", "2 classes"]);
+    refused(&[l, "1,2;3,4", p, "1,0;1.5,-0.5"], 2, &["--target-probs", "row 1", "negative"]);
+    refused(&[l, "1,2;3,4", t, "0,2"], 2, &["--targets", "row 1 has class 2", "2 classes"]);
+    refused(&[l, "1,2;3,4", t, "0,-1"], 2, &["row 1 has class -1"]);
+    refused(&[l, "1,2;3,4", t, "0"], 2, &["--targets has 1 value", "2 rows"]);
+    refused(&[l, "1,2;3,4", p, "1,0"], 2, &["--target-probs has 1 row", "2 rows"]);
+    refused(&[l, "1,2", t, "0", "--weight", "1,2,3"], 2, &["--weight has 3 values", "2 classes"]);
     refused(&[l, "1,2", t, "0", p, "1,0"], 2, &["--targets", "--target-probs"]);
     refused(&[l, "1,2"], 2, &["--targets", "--target-probs"]);
-    refused(&[l, "1,2", t, "0", "--label-smoothing", "1.5"], 1, &["--label-smoothing", "1.5"]);
-    refused(&[l, "1,2", p, "1,0", "--ignore-index", "0"], 1, &["--ignore-index 0"]);
+    refused(&[l, "1,2", t, "0", "--label-smoothing", "1.5"], 2, &["--label-smoothing", "1.5"]);
+    refused(&[l, "1,2", p, "1,0", "--ignore-index", "0"], 2, &["--ignore-index 0"]);
     refused(&[l, "1,2", t, "0", "--reduction", "avg"], 2, &["avg"]);
+    refused(&[l, "1,inf", t, "0"], 2, &["row 0, value 1", "inf is not a finite number"]);
+}
+
+// A logit of -inf masks a class, as in PyTorch: probability 0, finite loss.
+#[test]
+fn negative_infinity_masks_a_class() {
+    let out = xent(&["explain", "--logits", "1,-inf,1", "--targets", "0", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probs: Vec<f64> = json["probs"][0].as_array().unwrap().iter().map(num).collect();
+    assert_eq!(probs, vec![0.5, 0.0, 0.5]);
+    assert!((num(&json["loss"]) - std::f64::consts::LN_2).abs() < 1e-6);
 }

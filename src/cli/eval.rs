@@ -13,7 +13,7 @@ use super::percent;
 /// Options of `xent eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Model file written by `xent train` (model.safetensors).
+    /// Model file written by `xent train` (model.safetensors), or its run folder.
     #[arg(long)]
     model: PathBuf,
     /// Dataset whose test split to use [default: the one the model was trained on].
@@ -62,7 +62,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 /// The confusion matrix with true labels as rows, predictions as columns.
 fn print_confusion(classes: &[String], rows: &[Vec<u64>]) -> Result<()> {
     let width = rows.iter().flatten().map(|v| v.to_string().len()).max().unwrap_or(1).max(3);
-    let label_width = classes.iter().map(|c| c.chars().count()).max().unwrap_or(1).max(4);
+    let label_width = classes.iter().map(|c| c.chars().count() + 3).max().unwrap_or(1).max(4);
     let mut out = String::from("confusion matrix (row = true label, column = predicted)\n");
     out += &format!("{:>label_width$} ", "");
     for i in 0..classes.len() {
@@ -70,7 +70,9 @@ fn print_confusion(classes: &[String], rows: &[Vec<u64>]) -> Result<()> {
     }
     out.push('\n');
     for (i, (name, row)) in classes.iter().zip(rows).enumerate() {
-        out += &format!("{:>label_width$} ", format!("{i}:{name}"));
+        // Name the class unless its name is its index.
+        let label = if *name == i.to_string() { name.clone() } else { format!("{i}:{name}") };
+        out += &format!("{label:>label_width$} ");
         for v in row {
             out += &format!(" {v:>width$}");
         }

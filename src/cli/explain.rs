@@ -158,7 +158,8 @@ fn count(n: usize, noun: &str) -> String {
     }
 }
 
-/// Rows separated by `;`, values by `,`, all of one length and finite.
+/// Rows separated by `;`, values by `,`, all of one length and finite (a
+/// logit may also be `-inf`).
 fn parse_rows(flag: &str, text: &str) -> Result<Vec<Vec<f32>>> {
     let mut rows = Vec::new();
     for (r, row) in text.split(';').enumerate() {
@@ -183,6 +184,8 @@ fn parse_value(flag: &str, row: usize, column: usize, text: &str) -> Result<f32>
     match text.parse::<f32>() {
         _ if text.is_empty() => Err(Error::arg(format!("{at} is empty"))),
         Ok(v) if v.is_finite() => Ok(v),
+        // A logit of -inf masks a class out, as PyTorch allows.
+        Ok(v) if v == f32::NEG_INFINITY && flag == "--logits" => Ok(v),
         Ok(_) => Err(Error::arg(format!("{at}: {text} is not a finite number"))),
         Err(_) => Err(Error::arg(format!("{at}: {text:?} is not a number"))),
     }

@@ -9,10 +9,11 @@ use xent::{Error, Result};
 /// Options of `xent predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Model file written by `xent train`.
+    /// Model file written by `xent train`, or its run folder.
     #[arg(long)]
     model: PathBuf,
-    /// PNG or JPEG files; converted to the model's channels and size.
+    /// PNG or JPEG files; converted to the model's channels and size. Like the
+    /// training data, a digit is light ink on a dark background; alpha is ignored.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// How many classes to list per image.

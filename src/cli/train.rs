@@ -16,7 +16,7 @@ use super::percent;
 
 /// Options of `xent train`.
 #[derive(Debug, Args)]
-#[command(after_long_help = SPEC_HELP)]
+#[command(after_long_help = SPEC_HELP, allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Dataset: digits (embedded), mnist, fashion-mnist, kmnist (from $XENT_DATA), or a
     /// folder holding the four MNIST-style IDX files.
@@ -86,7 +86,8 @@ Presets:
 
 /// Runs `xent train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let config = config_from(args)?;
+    let mut config = config_from(args)?;
+    config.validate()?;
 
     // The run folder: as given, or the first free runs/<dataset>-<model>[-N].
     // Checked before the data is read, created only once training starts.
@@ -96,20 +97,28 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let run = RunDir::new(&out, args.force)?;
     let split = xent::data::load(&args.dataset)?;
+    let named = xent::data::DATASETS.contains(&args.dataset.as_str());
+    if let (false, Ok(absolute)) = (named, std::fs::canonicalize(&args.dataset)) {
+        // A dataset given as a path is recorded absolute, so the model file
+        // still finds it from another directory.
+        config.dataset = absolute.display().to_string();
+    }
 
     let started = Instant::now();
     let mut printer = Printer::new(args, &config);
     let trained = train::train(&split, &config, Some(&run), &mut printer)?;
     printer.finish();
 
+    // The saved model is the last epoch's; the best is shown beside it.
+    let last = trained.history.last().expect("at least one epoch ran");
     let best = trained.best().expect("at least one epoch ran");
-    println!(
-        "done   best test acc {} (epoch {}) | {:.1} s | saved {}",
-        percent(best.test_accuracy),
-        best.epoch,
-        started.elapsed().as_secs_f64(),
-        run.model_path().display()
-    );
+    let (acc, epoch) = (percent(last.test_accuracy), last.epoch);
+    print!("done   test acc {acc} (epoch {epoch}, saved)");
+    if best.test_accuracy > last.test_accuracy {
+        print!(" | best {} (epoch {})", percent(best.test_accuracy), best.epoch);
+    }
+    let path = run.model_path();
+    println!(" | {:.1} s | {}", started.elapsed().as_secs_f64(), path.display());
     Ok(())
 }
 

@@ -96,19 +96,21 @@ impl Model {
         ])
     }
 
-    /// Reads a model written by [`Model::save`].
+    /// Reads a model written by [`Model::save`]. `path` may also be a run
+    /// folder, meaning its `model.safetensors`.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] when the file cannot be read, [`Error::ModelFile`] when it
     /// is not an xent model or its tensors do not fit its spec.
     pub fn load(path: &Path) -> Result<Model> {
+        let in_folder = path.join("model.safetensors");
+        let path = if path.is_dir() { in_folder.as_path() } else { path };
         let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
         let bad = |detail: String| Error::ModelFile { path: path.into(), detail };
-        let tensors = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+        let not_safetensors = |e| bad(format!("not a safetensors file, or cut short ({e})"));
+        let tensors = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
         let meta = header.metadata().clone().unwrap_or_default();
         let info = parse_info(&meta).map_err(bad)?;
 

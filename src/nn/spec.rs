@@ -89,7 +89,7 @@ impl ModelSpec {
         let text = PRESETS.iter().find(|(name, _)| *name == text).map_or(text, |(_, spec)| spec);
         let fail = |detail: String| Error::Spec { spec: text.to_string(), detail };
         let mut layers = Vec::new();
-        for token in split_layers(text) {
+        for token in split_layers(text).map_err(fail)? {
             layers.push(parse_layer(token).map_err(fail)?);
         }
         if layers.is_empty() {
@@ -114,8 +114,19 @@ impl ModelSpec {
         let fail = |detail: String| Error::Spec { spec: self.text.clone(), detail };
         let mut shape = [&[1][..], input_shape].concat();
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let mut params = 0usize;
         for (i, spec) in self.layers.iter().enumerate() {
             let is_last = i + 1 == self.layers.len();
+
+            // Refuse a model too big to allocate before allocating it.
+            params = params.saturating_add(param_count(spec, &shape[1..], classes));
+            if params > MAX_PARAMS {
+                return Err(fail(format!(
+                    "{params} parameters by layer {} ({:.1} GiB of f32); the limit is {MAX_PARAMS}",
+                    i + 1,
+                    params as f64 * 4.0 / f64::from(1u32 << 30)
+                )));
+            }
             let layer = build_layer(spec, &shape[1..], classes, is_last, rng).map_err(fail)?;
             shape = layer.output_shape(&shape);
             layers.push(layer);
@@ -131,18 +142,41 @@ impl ModelSpec {
     }
 }
 
+/// The most parameters a model may have: 2³⁰ values, 4 GiB of weights and as
+/// much again for their gradients.
+pub const MAX_PARAMS: usize = 1 << 30;
+
+/// Parameters `spec` would have on an input of `shape` (0 where the shape
+/// does not fit; building reports that).
+fn param_count(spec: &LayerSpec, shape: &[usize], classes: usize) -> usize {
+    match *spec {
+        LayerSpec::Linear { out, bias } => {
+            let out = out.unwrap_or(classes);
+            let features: usize = shape.iter().product();
+            features.saturating_mul(out).saturating_add(if bias { out } else { 0 })
+        }
+        LayerSpec::Conv { out, kernel, groups, bias, .. } => {
+            let per_out =
+                (shape.first().copied().unwrap_or(0) / groups.max(1)) * kernel[0] * kernel[1];
+            per_out.saturating_mul(out).saturating_add(if bias { out } else { 0 })
+        }
+        _ => 0,
+    }
+}
+
 /// Preset names, comma-separated, for messages.
 pub fn preset_names() -> String {
     PRESETS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
 }
 
 /// Splits at `-` outside parentheses.
-fn split_layers(text: &str) -> Vec<&str> {
+fn split_layers(text: &str) -> std::result::Result<Vec<&str>, String> {
     let mut tokens = Vec::new();
     let (mut depth, mut start) = (0i32, 0);
     for (i, ch) in text.char_indices() {
         match ch {
             '(' => depth += 1,
+            ')' if depth == 0 => return Err(format!("unmatched `)` at character {}", i + 1)),
             ')' => depth -= 1,
             '-' if depth == 0 => {
                 tokens.push(text[start..i].trim());
@@ -151,9 +185,15 @@ fn split_layers(text: &str) -> Vec<&str> {
             _ => {}
         }
     }
+    if depth != 0 {
+        return Err("unmatched `(`".into());
+    }
     tokens.push(text[start..].trim());
+    if tokens.len() > 1 && tokens.iter().any(|t| t.is_empty()) {
+        return Err("an empty layer between two `-`".into());
+    }
     tokens.retain(|t| !t.is_empty());
-    tokens
+    Ok(tokens)
 }
 
 /// Positional and named arguments of one layer token.
@@ -382,6 +422,10 @@ mod tests {
             ("flatten-linear(5)", "must give 10 class scores"),
             ("conv(4,3,pad=1,dilation=2)-flatten-linear", "unknown option `dilation`"),
             ("lenet", "does not fit its 4x4 input"),
+            ("flatten--linear", "empty layer"),
+            ("flatten-linear(10))", "unmatched `)`"),
+            ("flatten-linear(10", "unmatched `(`"),
+            ("flatten-linear(100000000)-linear", "parameters by layer 2"),
         ];
         for (text, want) in cases {
             let result = ModelSpec::parse(text)

@@ -29,17 +29,19 @@ pub struct Evaluation {
 ///
 /// # Errors
 ///
-/// [`Error::Shape`] when the dataset's samples do not have the model's input
-/// shape, [`Error::InvalidArgument`] when it has more classes than the model.
+/// [`Error::InvalidArgument`] when the dataset's samples do not have the
+/// model's input shape or it has more classes than the model.
 pub fn evaluate(model: &mut Model, dataset: &Dataset) -> Result<Evaluation> {
     let started = Instant::now();
     let info = &model.info;
     if dataset.sample_shape()[..] != info.input_shape[..] {
-        return Err(Error::Shape {
-            op: "evaluate: dataset samples vs model input",
-            expected: info.input_shape.clone(),
-            found: dataset.sample_shape().to_vec(),
-        });
+        return Err(Error::arg(format!(
+            "dataset {} has images of shape {:?}, the model takes {:?} (it was trained on {})",
+            dataset.name(),
+            dataset.sample_shape(),
+            info.input_shape,
+            info.dataset
+        )));
     }
     let classes = info.classes.len();
     if dataset.classes().len() > classes {

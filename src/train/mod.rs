@@ -53,6 +53,33 @@ pub struct TrainConfig {
     pub threads: usize,
 }
 
+impl TrainConfig {
+    /// Checks the options that need no data: sizes, threads, the optimiser
+    /// and label smoothing. [`train`] calls it before anything is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the option and its value.
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--threads", self.threads),
+        ] {
+            if value == 0 {
+                return Err(Error::arg(format!("{name} must be at least 1, found 0")));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(Error::arg(format!(
+                "--label-smoothing must be in [0, 1], found {}",
+                self.label_smoothing
+            )));
+        }
+        self.optimizer.validate()
+    }
+}
+
 /// What a run reports before its first step.
 #[derive(Clone, Debug)]
 pub struct Header {
@@ -140,9 +167,7 @@ pub fn train(
     run: Option<&RunDir>,
     observer: &mut dyn Observer,
 ) -> Result<Trained> {
-    if config.batch_size == 0 || config.epochs == 0 {
-        return Err(Error::arg("--batch-size and --epochs must be at least 1"));
-    }
+    config.validate()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .build()
@@ -157,6 +182,12 @@ fn train_in_pool(
     observer: &mut dyn Observer,
 ) -> Result<Trained> {
     let train_set = &split.train;
+    if train_set.is_empty() {
+        return Err(Error::arg(format!(
+            "dataset {}: the training split holds no images",
+            config.dataset
+        )));
+    }
     let shape = train_set.sample_shape().to_vec();
     let classes = train_set.classes().len();
 

@@ -9,8 +9,12 @@ use serde::Serialize;
 use crate::io::Model;
 use crate::{Error, Result};
 
-/// Files that mark a folder as holding a run.
-const RUN_FILES: [&str; 3] = ["model.safetensors", "config.json", "metrics.jsonl"];
+/// The files a run writes; the first two are its results.
+const RUN_FILES: [&str; 3] = ["model.safetensors", "metrics.jsonl", "config.json"];
+
+/// How many of [`RUN_FILES`] are results: a folder holding only a
+/// `config.json` (a run that failed before its first epoch) holds no run.
+const RESULT_FILES: usize = 2;
 
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize)]
@@ -66,20 +70,20 @@ impl RunDir {
     /// [`Error::RunExists`] as in [`RunDir::new`]; [`Error::Io`] when the
     /// folder cannot be created or cleared.
     pub fn create(&self) -> Result<()> {
-        let existing: Vec<PathBuf> =
-            RUN_FILES.iter().map(|f| self.path.join(f)).filter(|p| p.exists()).collect();
-        if !existing.is_empty() && !self.force {
+        if RunDir::holds_run(&self.path) && !self.force {
             return Err(Error::RunExists { path: self.path.clone() });
         }
+        let existing: Vec<PathBuf> =
+            RUN_FILES.iter().map(|f| self.path.join(f)).filter(|p| p.exists()).collect();
         for file in existing {
             std::fs::remove_file(&file).map_err(|e| Error::io("removing", file, e))?;
         }
         std::fs::create_dir_all(&self.path).map_err(|e| Error::io("creating", &self.path, e))
     }
 
-    /// Whether `path` holds a run.
+    /// Whether `path` holds the results of a run: a model or metrics.
     pub fn holds_run(path: &Path) -> bool {
-        RUN_FILES.iter().any(|f| path.join(f).exists())
+        RUN_FILES[..RESULT_FILES].iter().any(|f| path.join(f).exists())
     }
 
     /// The folder.
