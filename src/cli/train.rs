@@ -32,22 +32,23 @@ pub struct TrainArgs {
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    /// Learning rate; with the cosine schedule, its value at the first step
-    /// [default: 2e-3 for adam and adamw, 0.05 for sgd].
+    /// Learning rate: the peak of the onecycle schedule, the start of the others
+    /// [default: 3e-3 for adam and adamw, 0.05 for sgd].
     #[arg(long)]
     lr: Option<f64>,
     /// Optimiser: sgd, adam or adamw.
     #[arg(long, default_value = "adam")]
     optimizer: String,
-    /// SGD momentum (ignored by adam and adamw).
+    /// SGD momentum (ignored by adam and adamw; onecycle cycles it from 0.95 to 0.85).
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
     /// Weight decay: L2 for sgd and adam, decoupled for adamw [default: 0, adamw 0.01].
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Learning-rate schedule, stepped once per batch: constant, cosine[:ETA_MIN],
-    /// step:STEPS[:GAMMA], or onecycle[:KEY=VALUE]... (PyTorch's OneCycleLR keys).
-    #[arg(long, default_value = "cosine")]
+    /// Learning-rate schedule, stepped once per batch: onecycle[:KEY=VALUE]... (PyTorch's
+    /// OneCycleLR: warm up to --lr over 30% of the steps, then anneal; it also cycles SGD
+    /// momentum or Adam's beta1), cosine[:ETA_MIN], step:STEPS[:GAMMA], or constant.
+    #[arg(long, default_value = "onecycle")]
     schedule: String,
     /// Label smoothing of the cross-entropy, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
@@ -126,7 +127,7 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
     let kind: OptimizerKind = args.optimizer.parse()?;
     let lr = args.lr.unwrap_or(match kind {
         OptimizerKind::Sgd => 0.05,
-        OptimizerKind::Adam | OptimizerKind::AdamW => 2e-3,
+        OptimizerKind::Adam | OptimizerKind::AdamW => 3e-3,
     });
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.lr = lr;
