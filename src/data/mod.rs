@@ -13,11 +13,13 @@ mod digits;
 mod idx;
 mod loader;
 mod named;
+mod options;
 
 pub use digits::{digits, digits_split, stratified_split, DIGITS_ROWS};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_split, IdxImages, IDX_FILES};
 pub use loader::{epoch_order, fill_batch, Batches, Normalize, SHUFFLE_STREAM};
 pub use named::{class_names, data_dir, load, load_from, DATASETS};
+pub use options::{ImportReport, LabelKind, LoadOptions};
 
 use crate::{Error, Result};
 
