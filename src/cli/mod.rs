@@ -1,5 +1,6 @@
 //! Command-line interface: the subcommands and their arguments.
 
+mod bench;
 mod eval;
 mod explain;
 mod predict;
@@ -25,6 +26,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Show softmax and cross-entropy step by step for given logits.
     Explain(explain::ExplainArgs),
+    /// Time the standard workloads: training and inference throughput, GFLOP/s.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command.
@@ -34,6 +37,7 @@ pub fn run(cli: Cli) -> xent::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

@@ -3,8 +3,10 @@
 
 mod gemm;
 mod im2col;
+mod peak;
 mod pool;
 
 pub use self::gemm::Gemm;
 pub use im2col::{col2im, im2col, out_size, Window};
+pub use peak::fma_peak;
 pub use pool::{maxpool_plane, maxpool_plane_backward};

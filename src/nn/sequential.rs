@@ -1,6 +1,8 @@
 //! A stack of layers applied in order, owning every activation and gradient
 //! buffer so a training step of a fixed batch shape allocates nothing.
 
+use std::time::Instant;
+
 use super::{Layer, Mode, Param};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -17,6 +19,9 @@ pub struct Sequential {
     grads: Vec<Tensor>,
     /// Whether `acts` holds a training forward pass that backward can use.
     ready_for_backward: bool,
+    /// Seconds spent in each layer's forward and backward since profiling
+    /// was switched on; `None` when off.
+    profile: Option<Vec<[f64; 2]>>,
 }
 
 impl Sequential {
@@ -31,6 +36,7 @@ impl Sequential {
             acts: vec![Tensor::default(); count + 1],
             grads: vec![Tensor::default(); count],
             ready_for_backward: false,
+            profile: None,
         }
     }
 
@@ -76,10 +82,14 @@ impl Sequential {
         }
         self.acts[0].copy_from(x);
         for (i, layer) in self.layers.iter_mut().enumerate() {
+            let started = self.profile.as_ref().map(|_| Instant::now());
             let (done, rest) = self.acts.split_at_mut(i + 1);
             let y = &mut rest[0];
             y.resize(&layer.output_shape(done[i].shape()));
             layer.forward(&done[i], y, mode);
+            if let (Some(profile), Some(started)) = (&mut self.profile, started) {
+                profile[i][0] += started.elapsed().as_secs_f64();
+            }
         }
         self.ready_for_backward = mode == Mode::Train;
         Ok(&self.acts[self.layers.len()])
@@ -123,6 +133,7 @@ impl Sequential {
         assert_eq!(dlogits.shape(), self.acts[last].shape(), "dlogits has the logits' shape");
 
         for i in (0..last).rev() {
+            let started = self.profile.as_ref().map(|_| Instant::now());
             let (below, above) = self.grads.split_at_mut(i + 1);
             let dy = if i + 1 == last { dlogits } else { &above[0] };
             let dx = if i == 0 {
@@ -132,7 +143,21 @@ impl Sequential {
                 Some(&mut below[i])
             };
             self.layers[i].backward(&self.acts[i], &self.acts[i + 1], dy, dx);
+            if let (Some(profile), Some(started)) = (&mut self.profile, started) {
+                profile[i][1] += started.elapsed().as_secs_f64();
+            }
         }
+    }
+
+    /// Starts (or restarts) timing every layer's forward and backward.
+    pub fn start_profile(&mut self) {
+        self.profile = Some(vec![[0.0; 2]; self.layers.len()]);
+    }
+
+    /// Seconds spent in each layer's `[forward, backward]` since
+    /// [`Sequential::start_profile`], and stops timing.
+    pub fn take_profile(&mut self) -> Vec<[f64; 2]> {
+        self.profile.take().unwrap_or_default()
     }
 
     /// Sets every parameter gradient to zero.
