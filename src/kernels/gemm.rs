@@ -1,11 +1,24 @@
-//! Matrix products through the `gemm` crate, behind a safe, checked call.
+//! General matrix products on top of the packed kernel: either operand may be
+//! stored transposed, the product may overwrite or add into `c`, and large
+//! products are split over the rayon pool by rows of `c`.
 //!
-//! All matrices are row-major `f32` slices. An operand may be stored
-//! transposed, which costs nothing: the strides are swapped.
+//! All matrices are row-major `f32` slices. Packing buffers are kept per
+//! thread, so a product allocates nothing once a thread has seen its size.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::packed::{gemm_packed_panels, PackedA, MR};
 
 /// Products smaller than this many multiply-adds run on one thread; below it
 /// the cost of waking the pool is larger than the work.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+thread_local! {
+    /// Per-thread scratch: the packed left operand and a transposed right one.
+    static SCRATCH: RefCell<(PackedA, Vec<f32>)> = RefCell::new((PackedA::default(), Vec::new()));
+}
 
 /// `c = a · b` (or `c += a · b`), with `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
 #[derive(Clone, Copy, Debug)]
@@ -53,28 +66,23 @@ impl Gemm {
     ///
     /// # Panics
     ///
-    /// When a slice is shorter than its matrix; the unsafe call below relies
-    /// on that check.
+    /// When a slice is shorter than its matrix.
     pub fn run(&self, a: &[f32], b: &[f32], c: &mut [f32]) {
-        self.call(a, b, c, gemm::Parallelism::None);
+        self.call(a, b, c, false);
     }
 
-    /// Runs on the current rayon pool when the product is big enough.
+    /// Splits the rows of `c` over the current rayon pool when the product is
+    /// big enough.
     ///
     /// # Panics
     ///
     /// As [`Gemm::run`].
     pub fn run_par(&self, a: &[f32], b: &[f32], c: &mut [f32]) {
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 && self.m * self.n * self.k >= PARALLEL_MIN_MACS {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        self.call(a, b, c, parallelism);
+        let big = self.m * self.n * self.k >= PARALLEL_MIN_MACS;
+        self.call(a, b, c, big && rayon::current_num_threads() > 1);
     }
 
-    fn call(&self, a: &[f32], b: &[f32], c: &mut [f32], parallelism: gemm::Parallelism) {
+    fn call(&self, a: &[f32], b: &[f32], c: &mut [f32], parallel: bool) {
         let Gemm { m, n, k, .. } = *self;
         assert!(a.len() >= m * k, "gemm: a has {} elements, needs {m}×{k}", a.len());
         assert!(b.len() >= k * n, "gemm: b has {} elements, needs {k}×{n}", b.len());
@@ -82,43 +90,50 @@ impl Gemm {
         if m == 0 || n == 0 {
             return;
         }
-        if k == 0 {
-            // An empty sum; gemm would leave c untouched when overwriting.
-            if !self.accumulate {
-                c[..m * n].fill(0.0);
+
+        SCRATCH.with(|scratch| {
+            let (packed, transposed) = &mut *scratch.borrow_mut();
+            packed.pack(a, m, k, self.trans_a);
+
+            // The kernel reads b row-major; a transposed b is turned once.
+            let b = if self.trans_b {
+                transpose_into(b, n, k, transposed);
+                &transposed[..]
+            } else {
+                b
+            };
+
+            let c = &mut c[..m * n];
+            if !parallel {
+                gemm_packed_panels(packed, 0..m.div_ceil(MR), b, n, n, c, n, self.accumulate);
+                return;
             }
-            return;
-        }
 
-        // Strides (row, column) of each operand as stored.
-        let (a_rs, a_cs) = if self.trans_a { (1, m as isize) } else { (k as isize, 1) };
-        let (b_rs, b_cs) = if self.trans_b { (1, k as isize) } else { (n as isize, 1) };
+            // Rows of c in runs of whole panels, about two per thread.
+            let panels = m.div_ceil(MR);
+            let per_task = panels.div_ceil(2 * rayon::current_num_threads()).max(1);
+            let packed = &*packed;
+            c.par_chunks_mut(per_task * MR * n).enumerate().for_each(|(t, c_rows)| {
+                let first = t * per_task;
+                let last = (first + per_task).min(panels);
+                gemm_packed_panels(packed, first..last, b, n, n, c_rows, n, self.accumulate);
+            });
+        });
+    }
+}
 
-        // SAFETY: the asserts above guarantee every element the strides reach
-        // lies inside its slice; `c` is borrowed mutably and does not alias
-        // `a` or `b`.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                self.accumulate,
-                a.as_ptr(),
-                a_cs,
-                a_rs,
-                b.as_ptr(),
-                b_cs,
-                b_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
+/// Writes the transpose of `src` (`[rows, cols]`) into `dst` (`[cols, rows]`),
+/// in blocks so both sides stay in cache.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
+    const BLOCK: usize = 32;
+    dst.resize(rows * cols, 0.0);
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -143,21 +158,23 @@ mod tests {
 
     #[test]
     fn all_transpose_combinations_match_naive() {
-        let (m, n, k) = (5, 7, 3);
-        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i % 4) as f32 - 1.5).collect();
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let mut g = Gemm::new(m, n, k);
-            g.trans_a = ta;
-            g.trans_b = tb;
-            let mut c = vec![1.0; m * n];
-            g.run(&a, &b, &mut c);
-            assert_eq!(c, naive(m, n, k, &a, &b, ta, tb), "ta={ta} tb={tb}");
+        for (m, n, k) in [(5, 7, 3), (13, 33, 40), (64, 10, 37)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 9) as f32 * 0.5 - 2.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 4) as f32 - 1.5).collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let mut g = Gemm::new(m, n, k);
+                g.trans_a = ta;
+                g.trans_b = tb;
+                let want = naive(m, n, k, &a, &b, ta, tb);
+                let mut c = vec![1.0; m * n];
+                g.run(&a, &b, &mut c);
+                assert_eq!(c, want, "{m}×{n}×{k} ta={ta} tb={tb}");
 
-            let mut c2 = vec![1.0; m * n];
-            g.acc().run(&a, &b, &mut c2);
-            let want: Vec<f32> = naive(m, n, k, &a, &b, ta, tb).iter().map(|v| v + 1.0).collect();
-            assert_eq!(c2, want);
+                let mut c2 = vec![1.0; m * n];
+                g.acc().call(&a, &b, &mut c2, true);
+                let plus_one: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
+                assert_eq!(c2, plus_one, "parallel, accumulating");
+            }
         }
     }
 

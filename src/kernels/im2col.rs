@@ -95,26 +95,72 @@ pub fn im2col(g: &Window, x: &[f32], cols: &mut [f32]) {
                 let dst = &mut cols[row..row + oh * ow];
 
                 // Rows of the output whose input row falls in the padding.
-                dst[..oy_lo * ow].fill(0.0);
-                dst[oy_hi * ow..].fill(0.0);
+                zero(&mut dst[..oy_lo * ow]);
+                zero(&mut dst[oy_hi * ow..]);
                 for oy in oy_lo..oy_hi {
                     let iy = oy * g.sh + ki - g.ph;
                     let src = &plane[iy * g.w..(iy + 1) * g.w];
                     let out = &mut dst[oy * ow..(oy + 1) * ow];
-                    out[..ox_lo].fill(0.0);
-                    out[ox_hi..].fill(0.0);
+                    zero(&mut out[..ox_lo]);
+                    zero(&mut out[ox_hi..]);
                     if g.sw == 1 {
                         let start = ox_lo + kj - g.pw;
-                        out[ox_lo..ox_hi].copy_from_slice(&src[start..start + ox_hi - ox_lo]);
+                        copy(&mut out[ox_lo..ox_hi], &src[start..start + ox_hi - ox_lo]);
                     } else {
-                        for ox in ox_lo..ox_hi {
-                            out[ox] = src[ox * g.sw + kj - g.pw];
-                        }
+                        let taps = src[ox_lo * g.sw + kj - g.pw..].iter().step_by(g.sw);
+                        out[ox_lo..ox_hi].iter_mut().zip(taps).for_each(|(o, &v)| *o = v);
                     }
                 }
             }
         }
     }
+}
+
+/// Unfolds one image `x [c, h, w]` into `rows [oh·ow, c·kh·kw]`, the transpose
+/// of [`im2col`]: row `p` holds the receptive field of output position `p`.
+/// This is the right operand of dweight = dy · colsᵀ, read in place.
+///
+/// # Panics
+///
+/// When `x` or `rows` is shorter than the geometry requires.
+pub fn im2row(g: &Window, x: &[f32], rows: &mut [f32]) {
+    let (oh, ow, k) = (g.oh(), g.ow(), g.col_rows());
+    assert!(x.len() >= g.c * g.h * g.w, "im2row: x shorter than c·h·w");
+    assert!(rows.len() >= oh * ow * k, "im2row: rows shorter than oh·ow·c·kh·kw");
+
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &mut rows[(oy * ow + ox) * k..(oy * ow + ox + 1) * k];
+            // Kernel columns kj with 0 ≤ ox·sw + kj − pw < w.
+            let kj_lo = g.pw.saturating_sub(ox * g.sw).min(g.kw);
+            let kj_hi = (g.w + g.pw).saturating_sub(ox * g.sw).clamp(kj_lo, g.kw);
+            for ci in 0..g.c {
+                for ki in 0..g.kh {
+                    let dst = &mut row[(ci * g.kh + ki) * g.kw..(ci * g.kh + ki + 1) * g.kw];
+                    let iy = (oy * g.sh + ki).wrapping_sub(g.ph);
+                    if iy >= g.h {
+                        zero(dst);
+                        continue;
+                    }
+                    zero(&mut dst[..kj_lo]);
+                    zero(&mut dst[kj_hi..]);
+                    let start = (ci * g.h + iy) * g.w + ox * g.sw + kj_lo - g.pw;
+                    copy(&mut dst[kj_lo..kj_hi], &x[start..start + kj_hi - kj_lo]);
+                }
+            }
+        }
+    }
+}
+
+// The rows copied here are short (an output row, often 8-30 values), so
+// plain loops the compiler inlines beat calls to memcpy and memset.
+
+fn zero(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = 0.0);
+}
+
+fn copy(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s);
 }
 
 /// Folds `cols [c·kh·kw, oh·ow]` back onto an image, adding every column
@@ -140,10 +186,9 @@ pub fn col2im(g: &Window, cols: &[f32], dx: &mut [f32]) {
                 for oy in oy_lo..oy_hi {
                     let iy = oy * g.sh + ki - g.ph;
                     let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
-                    let col = &src[oy * ow..(oy + 1) * ow];
-                    for ox in ox_lo..ox_hi {
-                        dst[ox * g.sw + kj - g.pw] += col[ox];
-                    }
+                    let col = &src[oy * ow + ox_lo..oy * ow + ox_hi];
+                    let taps = dst[ox_lo * g.sw + kj - g.pw..].iter_mut().step_by(g.sw);
+                    taps.zip(col).for_each(|(d, &c)| *d += c);
                 }
             }
         }
@@ -205,6 +250,19 @@ mod tests {
             let mut cols = vec![f32::NAN; g.col_rows() * g.col_cols()];
             im2col(&g, &x, &mut cols);
             assert_eq!(cols, im2col_naive(&g, &x), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn im2row_is_the_transpose_of_im2col() {
+        for g in geometries() {
+            let x: Vec<f32> = (0..g.c * g.h * g.w).map(|i| i as f32 + 1.0).collect();
+            let (k, p) = (g.col_rows(), g.col_cols());
+            let cols = im2col_naive(&g, &x);
+            let mut rows = vec![f32::NAN; k * p];
+            im2row(&g, &x, &mut rows);
+            let transposed: Vec<f32> = (0..k * p).map(|i| cols[(i % k) * p + i / k]).collect();
+            assert_eq!(rows, transposed, "{g:?}");
         }
     }
 

@@ -3,10 +3,12 @@
 
 mod gemm;
 mod im2col;
+mod packed;
 mod peak;
 mod pool;
 
 pub use self::gemm::Gemm;
-pub use im2col::{col2im, im2col, out_size, Window};
+pub use im2col::{col2im, im2col, im2row, out_size, Window};
+pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;
 pub use pool::{maxpool_plane, maxpool_plane_backward};

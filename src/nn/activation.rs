@@ -3,7 +3,8 @@
 use super::{Layer, Mode};
 use crate::tensor::Tensor;
 
-/// `y = max(x, 0)`. Its derivative at 0 is taken as 0, as in PyTorch.
+/// `y = max(x, 0)`. Its derivative at 0 is taken as 0 and a NaN passes
+/// through, as in PyTorch.
 #[derive(Clone, Debug, Default)]
 pub struct Relu;
 
@@ -17,7 +18,12 @@ impl Layer for Relu {
     }
 
     fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
-        y.data_mut().iter_mut().zip(x.data()).for_each(|(y, &x)| *y = x.max(0.0));
+        // A compare and select, which vectorises (`f32::max` would not, and
+        // would turn NaN into 0).
+        y.data_mut()
+            .iter_mut()
+            .zip(x.data())
+            .for_each(|(y, &x)| *y = if x < 0.0 { 0.0 } else { x });
     }
 
     fn backward(&mut self, _x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {

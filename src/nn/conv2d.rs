@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{default_init_bound, Layer, Mode, Param};
-use crate::kernels::{col2im, im2col, Gemm, Window};
+use crate::kernels::{col2im, gemm_packed, im2col, im2row, PackedA, Window};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -34,8 +34,11 @@ pub struct Conv2dConfig {
 /// without sharing buffers.
 #[derive(Clone, Debug, Default)]
 struct Chunk {
-    /// Unfolded image `[c·kh·kw, oh·ow]`.
+    /// Unfolded image `[c·kh·kw, oh·ow]` (forward), its transpose (for
+    /// dweight), then dcols (for dx): one buffer, used in turn.
     cols: Vec<f32>,
+    /// `dy` of one group, packed as the left operand of dweight.
+    packed_dy: PackedA,
     /// This chunk's share of dweight, summed in chunk order afterwards so the
     /// result does not depend on scheduling.
     dweight: Vec<f32>,
@@ -50,6 +53,10 @@ pub struct Conv2d {
     /// `[weight [out, in/groups, kh, kw], bias [out]]`, or just the weight.
     params: Vec<Param>,
     chunks: Vec<Chunk>,
+    /// Each group's weight `[m, k]`, packed for the forward product.
+    packed: Vec<PackedA>,
+    /// Each group's weight transposed, `[k, m]`, packed for dcols.
+    packed_t: Vec<PackedA>,
 }
 
 impl Conv2d {
@@ -64,7 +71,7 @@ impl Conv2d {
         if config.bias {
             params.push(Param::uniform(&[config.out_channels], bound, rng));
         }
-        Conv2d { config, params, chunks: Vec::new() }
+        Conv2d { config, params, chunks: Vec::new(), packed: Vec::new(), packed_t: Vec::new() }
     }
 
     /// The layer's hyper-parameters.
@@ -87,11 +94,27 @@ impl Conv2d {
         }
     }
 
+    /// Packs every group's weight (transposed for backward), once per pass.
+    fn pack_weights(&mut self, dims: GroupDims, transposed: bool) {
+        let GroupDims { groups, m, k, .. } = dims;
+        let weight = self.params[0].value.data();
+        let packed = if transposed { &mut self.packed_t } else { &mut self.packed };
+        packed.resize_with(groups, PackedA::default);
+        for (gi, pack) in packed.iter_mut().enumerate() {
+            let w_g = &weight[gi * m * k..(gi + 1) * m * k];
+            if transposed {
+                pack.pack(w_g, k, m, true);
+            } else {
+                pack.pack(w_g, m, k, false);
+            }
+        }
+    }
+
     /// Splits a batch of `n` into one contiguous run of images per thread and
     /// sizes each chunk's scratch.
     fn prepare_chunks(&mut self, n: usize, g: &Window) -> usize {
         let parts = rayon::current_num_threads().clamp(1, n.max(1));
-        let cols_len = if g.is_identity() { 0 } else { g.col_rows() * g.col_cols() };
+        let cols_len = g.col_rows() * g.col_cols();
         let weight_len = self.params[0].value.numel();
         self.chunks.resize_with(parts, Chunk::default);
         for chunk in &mut self.chunks[..parts] {
@@ -158,8 +181,9 @@ impl Layer for Conv2d {
         let g = self.window(x.shape());
         let dims = GroupDims::new(&self.config, &g);
         let per_chunk = self.prepare_chunks(n, &g);
+        self.pack_weights(dims, false);
         let (x_len, y_len) = (x.row_width(), y.row_width());
-        let weight = self.params[0].value.data();
+        let packed = &self.packed;
         let bias = self.params.get(1).map(|b| b.value.data());
 
         // Each chunk of images: unfold, then y_g = w_g · cols_g per group.
@@ -167,7 +191,7 @@ impl Layer for Conv2d {
         let ys = y.data_mut().par_chunks_mut(per_chunk * y_len);
         xs.zip(ys).zip(&mut self.chunks).for_each(|((xs, ys), chunk)| {
             for (x, y) in xs.chunks(x_len).zip(ys.chunks_mut(y_len)) {
-                conv_image(&g, dims, weight, bias, x, y, &mut chunk.cols);
+                conv_image(&g, dims, packed, bias, x, y, &mut chunk.cols);
             }
         });
     }
@@ -179,24 +203,33 @@ impl Layer for Conv2d {
         let per_chunk = self.prepare_chunks(n, &g);
         let parts = n.div_ceil(per_chunk);
         let (x_len, y_len) = (x.row_width(), dy.row_width());
-        let weight = self.params[0].value.data();
+        if dx.is_some() {
+            self.pack_weights(dims, true);
+        }
+        let packed_t = &self.packed_t;
 
         // Per chunk: its share of dweight and dbias, and dx for its images.
-        let mut dx_chunks: Vec<Option<&mut [f32]>> = match dx {
-            Some(dx) => dx.data_mut().chunks_mut(per_chunk * x_len).map(Some).collect(),
-            None => (0..parts).map(|_| None).collect(),
-        };
         let xs = x.data().par_chunks(per_chunk * x_len);
         let dys = dy.data().par_chunks(per_chunk * y_len);
-        let jobs = xs.zip(dys).zip(dx_chunks.par_iter_mut()).zip(&mut self.chunks[..parts]);
-        jobs.for_each(|(((xs, dys), dxs), chunk)| {
+        let chunks = &mut self.chunks[..parts];
+        let job = |xs: &[f32], dys: &[f32], mut dxs: Option<&mut [f32]>, chunk: &mut Chunk| {
             chunk.dweight.fill(0.0);
             chunk.dbias.fill(0.0);
             for (i, (x, dy)) in xs.chunks(x_len).zip(dys.chunks(y_len)).enumerate() {
                 let dx = dxs.as_deref_mut().map(|d| &mut d[i * x_len..(i + 1) * x_len]);
-                conv_image_backward(&g, dims, weight, x, dy, dx, chunk);
+                conv_image_backward(&g, dims, packed_t, x, dy, dx, chunk);
             }
-        });
+        };
+        match dx {
+            Some(dx) => {
+                let dxs = dx.data_mut().par_chunks_mut(per_chunk * x_len);
+                let jobs = xs.zip(dys).zip(dxs).zip(chunks);
+                jobs.for_each(|(((xs, dys), dxs), chunk)| job(xs, dys, Some(dxs), chunk));
+            }
+            None => {
+                xs.zip(dys).zip(chunks).for_each(|((xs, dys), chunk)| job(xs, dys, None, chunk))
+            }
+        }
 
         // Sum the chunks' shares in a fixed order.
         let has_bias = self.params.len() == 2;
@@ -233,7 +266,7 @@ impl Layer for Conv2d {
 fn conv_image(
     g: &Window,
     dims: GroupDims,
-    weight: &[f32],
+    packed: &[PackedA],
     bias: Option<&[f32]>,
     x: &[f32],
     y: &mut [f32],
@@ -253,10 +286,9 @@ fn conv_image(
         im2col(g, x, cols);
         cols
     };
-    for gi in 0..groups {
-        let w_g = &weight[gi * m * k..(gi + 1) * m * k];
+    for (gi, w_g) in packed.iter().enumerate().take(groups) {
         let cols_g = &cols[gi * k * p..(gi + 1) * k * p];
-        Gemm::new(m, p, k).acc().run(w_g, cols_g, &mut y[gi * m * p..(gi + 1) * m * p]);
+        gemm_packed(w_g, cols_g, p, p, &mut y[gi * m * p..(gi + 1) * m * p], p, true);
     }
 }
 
@@ -265,7 +297,7 @@ fn conv_image(
 fn conv_image_backward(
     g: &Window,
     dims: GroupDims,
-    weight: &[f32],
+    packed_t: &[PackedA],
     x: &[f32],
     dy: &[f32],
     dx: Option<&mut [f32]>,
@@ -278,37 +310,27 @@ fn conv_image_backward(
         *db += row.iter().sum::<f32>();
     }
 
-    // dweight_g [m, k] += dy_g [m, p] · cols_gᵀ; the unfolding is recomputed
-    // rather than cached, trading a cheap copy for batch·cols of memory.
-    let cols: &[f32] = if g.is_identity() {
-        x
-    } else {
-        im2col(g, x, &mut chunk.cols);
-        &chunk.cols
-    };
+    // dweight_g [m, k] += dy_g [m, p] · cols_gᵀ, with colsᵀ unfolded directly
+    // (im2row) and read in place. The unfolding is recomputed rather than kept
+    // from forward, trading a cheap pass for batch·cols of memory.
+    let rows = &mut chunk.cols;
+    im2row(g, x, rows);
     for gi in 0..groups {
-        let dy_g = &dy[gi * m * p..(gi + 1) * m * p];
-        let cols_g = &cols[gi * k * p..(gi + 1) * k * p];
+        chunk.packed_dy.pack(&dy[gi * m * p..(gi + 1) * m * p], m, p, false);
         let dw_g = &mut chunk.dweight[gi * m * k..(gi + 1) * m * k];
-        Gemm::new(m, k, p).tb().acc().run(dy_g, cols_g, dw_g);
+        gemm_packed(&chunk.packed_dy, &rows[gi * k..], groups * k, k, dw_g, k, true);
     }
 
     // dcols_g [k, p] = w_gᵀ · dy_g, folded back onto dx.
     let Some(dx) = dx else { return };
-    if g.is_identity() {
-        for gi in 0..groups {
-            let w_g = &weight[gi * m * k..(gi + 1) * m * k];
-            let dy_g = &dy[gi * m * p..(gi + 1) * m * p];
-            Gemm::new(k, p, m).ta().run(w_g, dy_g, &mut dx[gi * k * p..(gi + 1) * k * p]);
-        }
-        return;
-    }
-    let dcols = &mut chunk.cols;
-    for gi in 0..groups {
-        let w_g = &weight[gi * m * k..(gi + 1) * m * k];
+    let identity = g.is_identity();
+    let dcols = if identity { &mut *dx } else { &mut chunk.cols[..] };
+    for (gi, wt_g) in packed_t.iter().enumerate().take(groups) {
         let dy_g = &dy[gi * m * p..(gi + 1) * m * p];
-        Gemm::new(k, p, m).ta().run(w_g, dy_g, &mut dcols[gi * k * p..(gi + 1) * k * p]);
+        gemm_packed(wt_g, dy_g, p, p, &mut dcols[gi * k * p..(gi + 1) * k * p], p, false);
     }
-    dx.fill(0.0);
-    col2im(g, dcols, dx);
+    if !identity {
+        dx.fill(0.0);
+        col2im(g, &chunk.cols, dx);
+    }
 }

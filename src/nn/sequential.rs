@@ -22,6 +22,9 @@ pub struct Sequential {
     /// Seconds spent in each layer's forward and backward since profiling
     /// was switched on; `None` when off.
     profile: Option<Vec<[f64; 2]>>,
+    /// Shapes of `acts` for the last batch shape seen, so a step of the same
+    /// shape computes (and allocates) none.
+    shapes: Vec<Vec<usize>>,
 }
 
 impl Sequential {
@@ -37,6 +40,7 @@ impl Sequential {
             grads: vec![Tensor::default(); count],
             ready_for_backward: false,
             profile: None,
+            shapes: Vec::new(),
         }
     }
 
@@ -80,12 +84,19 @@ impl Sequential {
                 found: x.shape().to_vec(),
             });
         }
+        if self.shapes.first().map(Vec::as_slice) != Some(x.shape()) {
+            self.shapes = vec![x.shape().to_vec()];
+            for layer in &self.layers {
+                let next = layer.output_shape(self.shapes.last().expect("starts with the input"));
+                self.shapes.push(next);
+            }
+        }
         self.acts[0].copy_from(x);
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let started = self.profile.as_ref().map(|_| Instant::now());
             let (done, rest) = self.acts.split_at_mut(i + 1);
             let y = &mut rest[0];
-            y.resize(&layer.output_shape(done[i].shape()));
+            y.resize(&self.shapes[i + 1]);
             layer.forward(&done[i], y, mode);
             if let (Some(profile), Some(started)) = (&mut self.profile, started) {
                 profile[i][0] += started.elapsed().as_secs_f64();

@@ -1,0 +1,334 @@
+//! A matrix product for convolution shapes: `c (+)= a · b` where `a` is small
+//! and packed once (the weights), and `b` is read in place, row-major with any
+//! row stride (an unfolded image, or `dy`). Skipping the packing of `b` is what
+//! makes it faster than a general GEMM on these shapes, where `b` is touched
+//! once per product and packing it would double the memory traffic.
+//!
+//! The AVX2+FMA kernel computes a 6×16 tile of `c` in twelve registers; the
+//! CPU is checked at run time, so the same binary runs (more slowly) on CPUs
+//! without it.
+
+use std::ops::Range;
+
+/// Rows of `a` per panel: one broadcast each per step of the inner loop.
+pub(super) const MR: usize = 6;
+
+/// Columns of `c` per tile: two 8-lane vectors.
+const NR: usize = 16;
+
+/// Steps of the inner dimension per pass, so that a `KC × NR` block of `b`
+/// (16 KiB) and an `MR × KC` panel of `a` (6 KiB) share L1 together.
+const KC: usize = 256;
+
+/// The left operand, `m × k`, packed in panels of [`MR`] rows: within a panel,
+/// the `MR` values of column `p` are adjacent, and short panels are padded
+/// with zeros.
+#[derive(Clone, Debug, Default)]
+pub struct PackedA {
+    data: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+impl PackedA {
+    /// Packs `a`, stored `[m, k]` row-major, or `[k, m]` when `transposed`.
+    /// Reuses the buffer.
+    ///
+    /// # Panics
+    ///
+    /// When `a` is shorter than `m · k`.
+    pub fn pack(&mut self, a: &[f32], m: usize, k: usize, transposed: bool) {
+        assert!(a.len() >= m * k, "pack: a has {} elements, needs {m}×{k}", a.len());
+        let panels = m.div_ceil(MR);
+        self.data.clear();
+        self.data.resize(panels * MR * k, 0.0);
+        self.m = m;
+        self.k = k;
+        for panel in 0..panels {
+            let out = &mut self.data[panel * MR * k..(panel + 1) * MR * k];
+            for r in 0..MR.min(m - panel * MR) {
+                let row = panel * MR + r;
+                for p in 0..k {
+                    out[p * MR + r] = if transposed { a[p * m + row] } else { a[row * k + p] };
+                }
+            }
+        }
+    }
+
+    /// Rows of the packed matrix.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+}
+
+/// `c[m, n] = a · b` (or `+=` with `accumulate`), with `b` `[k, n]` at row
+/// stride `ldb` and `c` at row stride `ldc`.
+///
+/// # Panics
+///
+/// When `b` or `c` is too short for the shapes and strides.
+pub fn gemm_packed(
+    a: &PackedA,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    gemm_packed_panels(a, 0..a.m.div_ceil(MR), b, ldb, n, c, ldc, accumulate);
+}
+
+/// [`gemm_packed`] for the rows of `a` in `panels` (each [`MR`] rows) only;
+/// `c` starts at the first of those rows. Lets threads share one packing.
+///
+/// # Panics
+///
+/// As [`gemm_packed`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_packed_panels(
+    a: &PackedA,
+    panels: Range<usize>,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let rows = (panels.end * MR).min(a.m).saturating_sub(panels.start * MR);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let k = a.k;
+    assert!(panels.end <= a.m.div_ceil(MR), "gemm_packed: panels beyond a");
+    assert!(ldb >= n && ldc >= n, "gemm_packed: row strides shorter than n");
+    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "gemm_packed: b too short");
+    assert!(c.len() >= (rows - 1) * ldc + n, "gemm_packed: c too short");
+
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected, and the asserts above
+        // bound every index the kernel reads or writes.
+        unsafe { avx2::gemm(a, panels, b, ldb, n, c, ldc, accumulate) };
+        return;
+    }
+    portable(a, panels, b, ldb, n, c, ldc, accumulate);
+}
+
+/// The same product in plain loops, for CPUs without AVX2.
+#[allow(clippy::too_many_arguments)]
+fn portable(
+    a: &PackedA,
+    panels: Range<usize>,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    acc: bool,
+) {
+    let first_row = panels.start * MR;
+    for i in first_row..(panels.end * MR).min(a.m) {
+        let (panel, r) = (i / MR, i % MR);
+        let a_panel = &a.data[panel * MR * a.k..];
+        let row = &mut c[(i - first_row) * ldc..(i - first_row) * ldc + n];
+        if !acc {
+            row.fill(0.0);
+        }
+        for p in 0..a.k {
+            let av = a_panel[p * MR + r];
+            let b_row = &b[p * ldb..p * ldb + n];
+            row.iter_mut().zip(b_row).for_each(|(c, &b)| *c += av * b);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{PackedA, Range, KC, MR, NR};
+
+    /// Lane masks for the last, partial tile: the first `n` lanes set.
+    fn tail_masks(n: usize) -> [__m256i; 2] {
+        let lane = |i: usize| if i < n { -1i32 } else { 0 };
+        // SAFETY: building a vector from integers needs no CPU feature beyond
+        // AVX, which the caller has checked.
+        unsafe {
+            [
+                _mm256_setr_epi32(
+                    lane(0),
+                    lane(1),
+                    lane(2),
+                    lane(3),
+                    lane(4),
+                    lane(5),
+                    lane(6),
+                    lane(7),
+                ),
+                _mm256_setr_epi32(
+                    lane(8),
+                    lane(9),
+                    lane(10),
+                    lane(11),
+                    lane(12),
+                    lane(13),
+                    lane(14),
+                    lane(15),
+                ),
+            ]
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm(
+        a: &PackedA,
+        panels: Range<usize>,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        let (m, k) = (a.m, a.k);
+        let first = panels.start;
+        if k == 0 && !accumulate {
+            // An empty sum: the tiles below would never run.
+            let rows = (panels.end * MR).min(m) - first * MR;
+            for i in 0..rows {
+                c[i * ldc..i * ldc + n].fill(0.0);
+            }
+        }
+
+        // Inner dimension in blocks of KC; within one, column blocks outside,
+        // so one KC×16 block of b stays in L1 while every panel of a passes.
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let add = accumulate || k0 > 0;
+            for j0 in (0..n).step_by(NR) {
+                let width = NR.min(n - j0);
+                let masks = tail_masks(width);
+                let b_block = b.as_ptr().add(k0 * ldb + j0);
+                for panel in panels.clone() {
+                    let rows = MR.min(m - panel * MR);
+                    let a_panel = a.data.as_ptr().add(panel * MR * k + k0 * MR);
+                    let c_tile = c.as_mut_ptr().add((panel - first) * MR * ldc + j0);
+                    tile(a_panel, b_block, ldb, kc, c_tile, ldc, rows, width, &masks, add);
+                }
+            }
+        }
+    }
+
+    /// One `rows × width` tile (at most 6 × 16) of `c`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        k: usize,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        width: usize,
+        masks: &[__m256i; 2],
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let full = width == NR;
+
+        // acc[r] += a[r, p] · b[p, j0..j0 + 16] for every p.
+        for p in 0..k {
+            let b_row = b.add(p * ldb);
+            let (b0, b1) = if full {
+                (_mm256_loadu_ps(b_row), _mm256_loadu_ps(b_row.add(8)))
+            } else {
+                (_mm256_maskload_ps(b_row, masks[0]), _mm256_maskload_ps(b_row.add(8), masks[1]))
+            };
+            let a_col = a.add(p * MR);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a_col.add(r));
+                acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
+                acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+            }
+        }
+
+        // Write the valid rows and lanes.
+        for (r, acc_r) in acc.iter().enumerate().take(rows) {
+            let out = c.add(r * ldc);
+            let (mut lo, mut hi) = (acc_r[0], acc_r[1]);
+            if full {
+                if accumulate {
+                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(out));
+                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8)));
+                }
+                _mm256_storeu_ps(out, lo);
+                _mm256_storeu_ps(out.add(8), hi);
+            } else {
+                if accumulate {
+                    lo = _mm256_add_ps(lo, _mm256_maskload_ps(out, masks[0]));
+                    hi = _mm256_add_ps(hi, _mm256_maskload_ps(out.add(8), masks[1]));
+                }
+                _mm256_maskstore_ps(out, masks[0], lo);
+                _mm256_maskstore_ps(out.add(8), masks[1], hi);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, ldb: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for p in 0..k {
+                for j in 0..n {
+                    c[i * n + j] += a[i * k + p] * b[p * ldb + j];
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_on_odd_shapes_strides_and_both_paths() {
+        for (m, k, n, ldb) in
+            [(1, 1, 1, 1), (6, 4, 16, 16), (7, 5, 17, 20), (32, 25, 196, 196), (13, 3, 33, 40)]
+        {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+            let b: Vec<f32> = (0..k * ldb).map(|i| ((i * 3) % 7) as f32 * 0.5 - 1.0).collect();
+            let want = naive(&a, &b, m, k, n, ldb);
+            let mut packed = PackedA::default();
+            packed.pack(&a, m, k, false);
+
+            let mut c = vec![f32::NAN; m * n];
+            gemm_packed(&packed, &b, ldb, n, &mut c, n, false);
+            assert_eq!(c, want, "{m}×{k}×{n}");
+
+            let mut c2 = vec![1.0; m * n];
+            gemm_packed(&packed, &b, ldb, n, &mut c2, n, true);
+            let plus_one: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
+            assert_eq!(c2, plus_one);
+
+            let mut c3 = vec![f32::NAN; m * n];
+            portable(&packed, 0..m.div_ceil(MR), &b, ldb, n, &mut c3, n, false);
+            assert_eq!(c3, want, "portable {m}×{k}×{n}");
+        }
+    }
+
+    #[test]
+    fn packs_a_transposed_operand() {
+        let (m, k) = (7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32).collect();
+        let at: Vec<f32> = (0..m * k).map(|i| a[(i % m) * k + i / m]).collect();
+        let (mut p1, mut p2) = (PackedA::default(), PackedA::default());
+        p1.pack(&a, m, k, false);
+        p2.pack(&at, m, k, true);
+        assert_eq!(p1.data, p2.data);
+    }
+}
