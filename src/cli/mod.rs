@@ -1,5 +1,6 @@
 //! Command-line interface: the subcommands and their arguments.
 
+mod download;
 mod eval;
 mod explain;
 mod predict;
@@ -25,6 +26,17 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Show softmax and cross-entropy step by step for given logits.
     Explain(explain::ExplainArgs),
+    /// Manage datasets in the data folder.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Download named datasets and verify their published checksums.
+    Download(download::DownloadArgs),
 }
 
 /// Runs the parsed command.
@@ -34,6 +46,7 @@ pub fn run(cli: Cli) -> xent::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Data { command: DataCommand::Download(args) } => download::run(&args),
     }
 }
 
