@@ -210,8 +210,9 @@ fn a_checksum_mismatch_keeps_nothing() {
     let server = Server::start(&mnist, Fault::Corrupt);
     let dir = tempfile::tempdir().unwrap();
 
-    let err = data::fetch(labels_file(), &[server.base.clone()], dir.path(), &mut |_| {})
-        .expect_err("the copy is corrupt");
+    let err =
+        data::fetch(labels_file(), std::slice::from_ref(&server.base), dir.path(), &mut |_| {})
+            .expect_err("the copy is corrupt");
     let msg = err.to_string();
     assert!(matches!(err, Error::Download { .. }), "{msg}");
     assert!(msg.starts_with("downloading train-labels-idx1-ubyte.gz: "), "{msg}");
@@ -226,8 +227,9 @@ fn a_dropped_connection_keeps_nothing() {
     let server = Server::start(&mnist, Fault::Drop);
     let dir = tempfile::tempdir().unwrap();
 
-    let err = data::fetch(labels_file(), &[server.base.clone()], dir.path(), &mut |_| {})
-        .expect_err("the connection drops halfway");
+    let err =
+        data::fetch(labels_file(), std::slice::from_ref(&server.base), dir.path(), &mut |_| {})
+            .expect_err("the connection drops halfway");
     let msg = err.to_string();
     assert!(msg.starts_with("downloading train-labels-idx1-ubyte.gz: "), "{msg}");
     assert!(msg.contains(" of 28881 bytes"), "{msg}");

@@ -12,8 +12,8 @@ use xent::Result;
 /// Options of `xent data download`.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// Datasets to fetch: mnist, fashion-mnist, kmnist, cifar10, cifar100.
-    #[arg(required = true, value_parser = ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100"])]
+    /// Datasets to fetch.
+    #[arg(required = true, value_name = "NAME", value_parser = DOWNLOADABLE)]
     names: Vec<String>,
     /// Data folder; each dataset goes to DIR/<name>/ [default: $XENT_DATA, else the platform
     /// cache folder, e.g. ~/.cache/xent].
@@ -24,6 +24,9 @@ pub struct DownloadArgs {
     #[arg(long = "mirror", value_name = "URL")]
     mirrors: Vec<String>,
 }
+
+/// The datasets with a download, as `xent::data::SOURCES` lists them.
+const DOWNLOADABLE: [&str; 5] = ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100"];
 
 /// Runs `xent data download`.
 pub fn run(args: &DownloadArgs) -> Result<()> {
@@ -107,5 +110,16 @@ fn new_bar(total: Option<u64>) -> ProgressBar {
     match total {
         Some(total) => ProgressBar::new(total).with_style(style),
         None => ProgressBar::no_length().with_style(style),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_source_can_be_named() {
+        let sources: Vec<&str> = data::SOURCES.iter().map(|s| s.name).collect();
+        assert_eq!(sources, DOWNLOADABLE);
     }
 }
