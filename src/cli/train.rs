@@ -117,6 +117,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         None => free_run_folder(&args.dataset, &args.model),
     };
     let run = RunDir::new(&out, args.force)?;
+
+    // The data: fetched first when asked, then read with the import options.
     if args.download {
         super::download::fetch_dataset(&args.dataset, &xent::data::data_dir(), &[])?;
     }
