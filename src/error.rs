@@ -76,6 +76,16 @@ pub enum Error {
         known: String,
     },
 
+    /// A dataset file could not be had intact from any mirror. Nothing is
+    /// left under its name.
+    #[error("downloading {file}: {}", attempts.join("; "))]
+    Download {
+        /// The file's name, e.g. `train-images-idx3-ubyte.gz`.
+        file: String,
+        /// What went wrong at each URL tried, in order, URL first.
+        attempts: Vec<String>,
+    },
+
     /// A model spec that does not parse or does not fit the input.
     #[error("model spec {spec:?}: {detail}")]
     Spec {
@@ -148,14 +158,31 @@ impl Error {
         match self {
             Error::DatasetMissing { name, dir, .. } if crate::data::DATASETS.contains(&&**name) => {
                 Some(format!(
-                    "put the {name} files (raw or .gz) in {}, or set XENT_DATA to the folder \
-                 that holds {name}/; see \"Data\" in the README",
+                    "run `xent data download {name}` to fetch them (or add --download to \
+                     `xent train`), or put the {name} files in {}; set XENT_DATA to use another \
+                     data folder; see \"Data\" in the README",
                     dir.display()
                 ))
+            }
+            Error::DatasetMissing { missing, .. }
+                if missing.iter().any(|f| f.ends_with(".bin")) =>
+            {
+                Some(
+                    "a CIFAR-10 folder holds data_batch_1.bin .. data_batch_5.bin and \
+                     test_batch.bin, a CIFAR-100 folder train.bin and test.bin, either in the \
+                     folder or in its cifar-10-batches-bin/ or cifar-100-binary/ sub-folder; \
+                     `xent data download cifar10` (or cifar100) fetches them"
+                        .into(),
+                )
             }
             Error::DatasetMissing { .. } => Some(
                 "a dataset folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, \
                  t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz)"
+                    .into(),
+            ),
+            Error::Download { .. } => Some(
+                "nothing was kept under the file's name; try again, give another mirror with \
+                 --mirror URL (or XENT_MIRROR), or put the file in the dataset folder yourself"
                     .into(),
             ),
             Error::RunExists { .. } => {
@@ -165,9 +192,10 @@ impl Error {
                 "lower --lr; the run folder keeps the model and metrics of every completed epoch"
                     .into(),
             ),
-            Error::UnknownDataset { .. } => {
-                Some("a path to a folder of IDX files also works as --dataset".into())
-            }
+            Error::UnknownDataset { .. } => Some(
+                "a folder of IDX or CIFAR .bin files, or a .csv file, also works as --dataset"
+                    .into(),
+            ),
             _ => None,
         }
     }

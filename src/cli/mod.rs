@@ -1,6 +1,7 @@
 //! Command-line interface: the subcommands and their arguments.
 
 mod bench;
+mod download;
 mod eval;
 mod explain;
 mod predict;
@@ -28,6 +29,17 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Time the standard workloads: training and inference throughput, GFLOP/s.
     Bench(bench::BenchArgs),
+    /// Manage datasets in the data folder.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Download named datasets and verify their published checksums.
+    Download(download::DownloadArgs),
 }
 
 /// Runs the parsed command.
@@ -38,6 +50,7 @@ pub fn run(cli: Cli) -> xent::Result<()> {
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Data { command: DataCommand::Download(args) } => download::run(&args),
     }
 }
 

@@ -5,8 +5,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use xent::data::{LabelKind, LoadOptions};
 use xent::nn::spec::PRESETS;
 use xent::optim::{OptimizerConfig, OptimizerKind};
 use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
@@ -18,10 +19,20 @@ use super::percent;
 #[derive(Debug, Args)]
 #[command(after_long_help = SPEC_HELP, allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// Dataset: digits (embedded), mnist, fashion-mnist, kmnist (from $XENT_DATA), or a
-    /// folder holding the four MNIST-style IDX files.
+    /// Dataset: digits (embedded), mnist, fashion-mnist, kmnist, cifar10, cifar100 (from
+    /// $XENT_DATA), a folder of MNIST-style IDX files or CIFAR .bin files, or a pixel .csv file.
     #[arg(long, default_value = "digits")]
     dataset: String,
+    /// Download a named dataset first (files already present and verified are kept).
+    #[arg(long)]
+    download: bool,
+    /// CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).
+    #[arg(long, value_enum, default_value_t = Labels::Fine)]
+    labels: Labels,
+    /// Fraction of a .csv dataset held out for testing, stratified by class and drawn with
+    /// --seed (needed unless a labelled test.csv sits beside it).
+    #[arg(long, value_name = "F")]
+    val_fraction: Option<f64>,
     /// Preset (linear, mlp, lenet) or a model spec such as
     /// "conv(16,5,pad=2)-relu-maxpool(2)-flatten-linear" (see below).
     #[arg(long, default_value = "mlp")]
@@ -73,6 +84,15 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
+/// `--labels`: CIFAR-100's fine or coarse classes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Labels {
+    /// The 100 fine classes.
+    Fine,
+    /// The 20 coarse superclasses.
+    Coarse,
+}
+
 const SPEC_HELP: &str = "\
 Model specs: layers joined by '-', arguments in parentheses.
   linear(OUT[,bias=false])      bare 'linear' at the end gives one score per class
@@ -97,7 +117,22 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         None => free_run_folder(&args.dataset, &args.model),
     };
     let run = RunDir::new(&out, args.force)?;
-    let split = xent::data::load(&args.dataset)?;
+
+    // The data: fetched first when asked, then read with the import options.
+    if args.download {
+        super::download::fetch_dataset(&args.dataset, &xent::data::data_dir(), &[])?;
+    }
+    let labels = match args.labels {
+        Labels::Fine => LabelKind::Fine,
+        Labels::Coarse => LabelKind::Coarse,
+    };
+    let options = LoadOptions {
+        labels,
+        val_fraction: args.val_fraction,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let split = xent::data::load_with(&args.dataset, &options)?;
     let named = xent::data::DATASETS.contains(&args.dataset.as_str());
     if let (false, Ok(absolute)) = (named, std::fs::canonicalize(&args.dataset)) {
         // A dataset given as a path is recorded absolute, so the model file

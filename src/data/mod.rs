@@ -6,19 +6,36 @@
 //! 8×8 digits), so `v / max_value` lies in `[0, 1]`.
 //!
 //! [`load`] takes a dataset name (`digits`, `mnist`, `fashion-mnist`,
-//! `kmnist`) or the path of a folder holding the four MNIST-style IDX files.
-//! Named IDX datasets are read from `<data dir>/<name>/`; see [`data_dir`].
+//! `kmnist`, `cifar10`, `cifar100`), the path of a folder holding the four
+//! MNIST-style IDX files or CIFAR `.bin` files, or the path of a pixel CSV
+//! file. Named datasets are read from `<data dir>/<name>/`; see [`data_dir`].
+//! [`download()`] fetches them there.
 
+mod cifar;
+mod csv;
 mod digits;
+mod download;
 mod idx;
 mod loader;
 mod named;
 mod options;
 
+pub use cifar::{
+    cifar_folder, detect_cifar, read_cifar_file, read_cifar_split, CifarKind,
+    CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, CIFAR10_CLASSES, CIFAR_PIXELS, CIFAR_SIDE,
+};
+pub use csv::{
+    holdout_split, is_csv_path, parse_pixel_csv, read_csv_split, read_pixel_csv, PixelCsv,
+    MAX_CSV_LABEL,
+};
 pub use digits::{digits, digits_split, stratified_split, DIGITS_ROWS};
+pub use download::{
+    download, extract_tar_gz, fetch, file_url, resolve_mirrors, source, Digests, Event, RemoteFile,
+    Source, MIRROR_ENV, SOURCES,
+};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_split, IdxImages, IDX_FILES};
 pub use loader::{epoch_order, fill_batch, Batches, Normalize, SHUFFLE_STREAM};
-pub use named::{class_names, data_dir, load, load_from, DATASETS};
+pub use named::{class_names, data_dir, load, load_from, load_from_with, load_with, DATASETS};
 pub use options::{ImportReport, LabelKind, LoadOptions};
 
 use crate::{Error, Result};

@@ -2,16 +2,20 @@
 //!
 //! The data directory is `$XENT_DATA` when set, else `xent` under the
 //! platform cache directory (`$XDG_CACHE_HOME/xent` or `~/.cache/xent` on
-//! Linux). A named IDX dataset `mnist` is read from `<data dir>/mnist/`.
+//! Linux). A named dataset `mnist` is read from `<data dir>/mnist/`.
 
-use super::{digits_split, idx::read_idx_split, numbered_classes, Split};
+use super::cifar::{detect_cifar, read_cifar_split, CifarKind};
+use super::cifar::{CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
+use super::csv::{is_csv_path, read_csv_split};
+use super::{digits_split, idx::read_idx_split, numbered_classes, LoadOptions, Split};
 use crate::{Error, Result};
 use std::env;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// The dataset names [`load`] knows.
-pub const DATASETS: [&str; 4] = ["digits", "mnist", "fashion-mnist", "kmnist"];
+pub const DATASETS: [&str; 6] =
+    ["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100"];
 
 /// Fashion-MNIST's classes, in label order.
 const FASHION_MNIST: [&str; 10] = [
@@ -30,14 +34,16 @@ const FASHION_MNIST: [&str; 10] = [
 /// KMNIST's classes: the romanised hiragana, in label order.
 const KMNIST: [&str; 10] = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"];
 
-/// The class names of a named dataset, in label order; `None` for a name
-/// not in [`DATASETS`].
+/// The class names of a named dataset, in label order (CIFAR-100's fine
+/// classes); `None` for a name not in [`DATASETS`].
 pub fn class_names(name: &str) -> Option<Vec<String>> {
     let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
     match name {
         "digits" | "mnist" => Some(numbered_classes(10)),
         "fashion-mnist" => Some(owned(&FASHION_MNIST)),
         "kmnist" => Some(owned(&KMNIST)),
+        "cifar10" => Some(owned(&CIFAR10_CLASSES)),
+        "cifar100" => Some(owned(&CIFAR100_FINE_CLASSES)),
         _ => None,
     }
 }
@@ -69,21 +75,35 @@ fn data_dir_with(env_var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     cache.unwrap_or_else(|| PathBuf::from(".cache")).join("xent")
 }
 
-/// Loads a dataset by name from [`data_dir`], or from a folder path.
+/// Loads a dataset by name from [`data_dir`], or from a path, with the
+/// default [`LoadOptions`].
 ///
-/// `digits` is embedded and needs no files. `mnist`, `fashion-mnist` and
-/// `kmnist` are read from `<data dir>/<name>/`. Anything else is taken as
-/// the path of a folder holding the four [`IDX_FILES`](super::IDX_FILES),
-/// read with classes `"0"`..`"9"`; write `./mnist` for a folder that shares
-/// a dataset's name.
+/// `digits` is embedded and needs no files. `mnist`, `fashion-mnist`,
+/// `kmnist`, `cifar10` and `cifar100` are read from `<data dir>/<name>/`.
+/// Anything else is taken as a path: a `.csv` (or `.csv.gz`) file is read
+/// by [`read_csv_split`](super::read_csv_split); a folder holding CIFAR
+/// `.bin` files (itself or in its standard sub-folder) as CIFAR-10 or
+/// CIFAR-100; any other folder as the four [`IDX_FILES`](super::IDX_FILES),
+/// with classes `"0"`..`"9"`. Write `./mnist` for a folder that shares a
+/// dataset's name.
 ///
 /// # Errors
 ///
-/// [`Error::UnknownDataset`] for a name that is neither known nor a folder
-/// path, [`Error::DatasetMissing`] when files are absent, and the reading
-/// errors of [`read_idx_split`](super::read_idx_split).
+/// [`Error::UnknownDataset`] for a name that is neither known nor a path,
+/// [`Error::DatasetMissing`] when files are absent, and the reading errors
+/// of the formats.
 pub fn load(name_or_path: &str) -> Result<Split> {
     load_from(name_or_path, &data_dir())
+}
+
+/// [`load`] with `options`: CIFAR-100's labels, a CSV file's held-out
+/// fraction and its seed.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<Split> {
+    load_from_with(name_or_path, &data_dir(), options)
 }
 
 /// [`load`] with an explicit data directory in place of [`data_dir`].
@@ -92,17 +112,37 @@ pub fn load(name_or_path: &str) -> Result<Split> {
 ///
 /// As [`load`].
 pub fn load_from(name_or_path: &str, data_dir: &Path) -> Result<Split> {
-    // Known names first: the embedded digits, then the IDX datasets.
+    load_from_with(name_or_path, data_dir, &LoadOptions::default())
+}
+
+/// [`load_with`] with an explicit data directory in place of [`data_dir`].
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_from_with(name_or_path: &str, data_dir: &Path, options: &LoadOptions) -> Result<Split> {
+    // Known names first: the embedded digits, CIFAR, then the IDX datasets.
     if name_or_path == "digits" {
         return digits_split();
+    }
+    if let Some(kind) = CifarKind::from_name(name_or_path) {
+        let dir = data_dir.join(name_or_path);
+        return read_cifar_split(&dir, name_or_path, kind, options.labels);
     }
     if let Some(classes) = class_names(name_or_path) {
         return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes);
     }
 
-    // A folder path. A missing folder that is clearly meant as a path is
-    // reported as missing files; a bare word is an unknown name.
+    // A path: a CSV file, a CIFAR folder or an IDX folder. A missing folder
+    // that is clearly meant as a path is reported as missing IDX files; a
+    // bare word is an unknown name.
     let path = Path::new(name_or_path);
+    if is_csv_path(name_or_path) {
+        return read_csv_split(path, options);
+    }
+    if let Some(kind) = detect_cifar(path) {
+        return read_cifar_split(path, name_or_path, kind, options.labels);
+    }
     let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
     if path.is_dir() || looks_like_path {
         return read_idx_split(path, name_or_path, &numbered_classes(10));
@@ -142,7 +182,8 @@ mod tests {
     #[test]
     fn unknown_name_lists_known_names() {
         let err = load_from("mnits", Path::new("/nonexistent")).unwrap_err();
-        assert!(err.to_string().contains("digits, mnist, fashion-mnist, kmnist"), "{err}");
+        let known = "digits, mnist, fashion-mnist, kmnist, cifar10, cifar100";
+        assert!(err.to_string().contains(known), "{err}");
         assert!(err.hint().is_some());
     }
 }
