@@ -85,9 +85,12 @@ fn gradcheck(name: &str, layer: &mut dyn Layer, x: &Tensor, rng: &mut Rng) {
 #[test]
 fn linear_gradients() {
     let mut rng = Rng::new(1, 0);
-    for (fan_in, fan_out, bias) in [(5, 3, true), (7, 4, false), (1, 1, true)] {
+    // Batches of 2 take the dot-product path of forward, 9 the matrix product.
+    let cases =
+        [(2, 5, 3, true), (2, 7, 4, false), (2, 1, 1, true), (9, 5, 3, true), (9, 17, 20, false)];
+    for (n, fan_in, fan_out, bias) in cases {
         let mut layer = Linear::new(fan_in, fan_out, bias, &mut rng);
-        let x = random(&[2, fan_in], &mut rng);
+        let x = random(&[n, fan_in], &mut rng);
         gradcheck(&format!("linear {fan_in}->{fan_out}"), &mut layer, &x, &mut rng);
     }
 }

@@ -1,6 +1,7 @@
 //! The hot loops: matrix products, im2col/col2im, pooling. Nothing here knows
 //! what a model is; every function works on slices and a geometry.
 
+mod dot;
 mod gemm;
 mod im2col;
 mod packed;
@@ -8,6 +9,7 @@ mod peak;
 mod pool;
 
 pub use self::gemm::Gemm;
+pub use dot::dot;
 pub use im2col::{col2im, im2col, im2row, out_size, Window};
 pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;

@@ -2,9 +2,14 @@
 //! `[out, in]`.
 
 use super::{default_init_bound, Layer, Mode, Param};
-use crate::kernels::Gemm;
+use rayon::prelude::*;
+
+use crate::kernels::{dot, Gemm};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+
+/// Batches below this size take the dot-product path in forward.
+const MATMUL_MIN_BATCH: usize = 8;
 
 /// `y [n, out] = x [n, in] · wᵀ + b`.
 #[derive(Clone, Debug)]
@@ -61,7 +66,19 @@ impl Layer for Linear {
             None => out.fill(0.0),
         }
         let weight = self.params[0].value.data();
-        Gemm::new(n, self.out_features, self.in_features).tb().acc().run_par(x.data(), weight, out);
+        if n >= MATMUL_MIN_BATCH {
+            let gemm = Gemm::new(n, self.out_features, self.in_features).tb().acc();
+            gemm.run_par(x.data(), weight, out);
+            return;
+        }
+
+        // A few rows: one dot product per output, reading w in place; a
+        // matrix product would first copy all of w.
+        let fan_in = self.in_features;
+        for (x_row, y_row) in x.data().chunks(fan_in).zip(out.chunks_mut(self.out_features)) {
+            let rows = weight.par_chunks(fan_in).with_min_len(64);
+            y_row.par_iter_mut().zip(rows).for_each(|(y, w_row)| *y += dot(x_row, w_row));
+        }
     }
 
     fn backward(&mut self, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
