@@ -4,6 +4,7 @@
 mod dot;
 mod gemm;
 mod im2col;
+mod nt;
 mod packed;
 mod peak;
 mod pool;
@@ -11,6 +12,7 @@ mod pool;
 pub use self::gemm::Gemm;
 pub use dot::dot;
 pub use im2col::{col2im, im2col, im2row, out_size, Window};
+pub use nt::gemm_nt_rows;
 pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;
 pub use pool::{maxpool_plane, maxpool_plane_backward};

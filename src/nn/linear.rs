@@ -4,12 +4,12 @@
 use super::{default_init_bound, Layer, Mode, Param};
 use rayon::prelude::*;
 
-use crate::kernels::{dot, Gemm};
+use crate::kernels::{dot, gemm_nt_rows, Gemm};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
-/// Batches below this size take the dot-product path in forward.
-const MATMUL_MIN_BATCH: usize = 8;
+/// Forward passes smaller than this many multiply-adds run on one thread.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// `y [n, out] = x [n, in] · wᵀ + b`.
 #[derive(Clone, Debug)]
@@ -65,20 +65,27 @@ impl Layer for Linear {
             }),
             None => out.fill(0.0),
         }
+        // Every output is a dot product of a row of x with a row of w, both
+        // read in place, in tiles of a few rows each; rows split over threads.
         let weight = self.params[0].value.data();
-        if n >= MATMUL_MIN_BATCH {
-            let gemm = Gemm::new(n, self.out_features, self.in_features).tb().acc();
-            gemm.run_par(x.data(), weight, out);
+        let (fan_in, fan_out) = (self.in_features, self.out_features);
+        let dims = (n, fan_out, fan_in);
+        let big = n * fan_in * fan_out >= PARALLEL_MIN_MACS;
+        if n == 1 {
+            // One image (inference latency): split the outputs instead.
+            let w_rows = weight.par_chunks(fan_in).with_min_len(64);
+            out.par_iter_mut().zip(w_rows).for_each(|(y, w_row)| *y += dot(x.data(), w_row));
             return;
         }
-
-        // A few rows: one dot product per output, reading w in place; a
-        // matrix product would first copy all of w.
-        let fan_in = self.in_features;
-        for (x_row, y_row) in x.data().chunks(fan_in).zip(out.chunks_mut(self.out_features)) {
-            let rows = weight.par_chunks(fan_in).with_min_len(64);
-            y_row.par_iter_mut().zip(rows).for_each(|(y, w_row)| *y += dot(x_row, w_row));
+        if !big {
+            gemm_nt_rows(x.data(), weight, dims, 0..n, out, true);
+            return;
         }
+        let per_task = n.div_ceil(2 * rayon::current_num_threads()).max(1);
+        out.par_chunks_mut(per_task * fan_out).enumerate().for_each(|(t, rows)| {
+            let first = t * per_task;
+            gemm_nt_rows(x.data(), weight, dims, first..(first + per_task).min(n), rows, true);
+        });
     }
 
     fn backward(&mut self, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
