@@ -118,9 +118,12 @@ fn conv2d_gradients() {
             groups,
             bias,
         };
-        let mut layer = Conv2d::new(config, &mut rng);
-        let x = random(&[2, c, h, w], &mut rng);
-        gradcheck(&format!("{config:?}"), &mut layer, &x, &mut rng);
+        for unfold_only in [false, true] {
+            let mut layer = Conv2d::new(config, &mut rng);
+            layer.set_unfold_only(unfold_only);
+            let x = random(&[2, c, h, w], &mut rng);
+            gradcheck(&format!("{config:?} unfold only {unfold_only}"), &mut layer, &x, &mut rng);
+        }
     }
 }
 

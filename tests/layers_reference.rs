@@ -105,13 +105,18 @@ fn conv2d_matches_pytorch() {
             bias: opts["bias"].as_bool().unwrap(),
         };
         assert_eq!(pair(&opts["dilation"]), [1, 1], "{name}: dilation is not supported");
-        let mut layer = Conv2d::new(config, &mut Rng::new(0, 0));
-        set_params(&mut layer, &case["inputs"], &["weight", "bias"]);
 
-        let x = tensor(&case["inputs"]["x"]).tensor();
-        let dy = tensor(&case["grad_outputs"]["output"]).tensor();
-        let got = run(&mut layer, &x, &dy);
-        check(name, &got, case, &["weight", "bias"], 1e-5, 1e-4);
+        // Both algorithms: direct (stride 1, where the CPU has AVX2) and unfolded.
+        for unfold_only in [false, true] {
+            let mut layer = Conv2d::new(config, &mut Rng::new(0, 0));
+            layer.set_unfold_only(unfold_only);
+            set_params(&mut layer, &case["inputs"], &["weight", "bias"]);
+            let x = tensor(&case["inputs"]["x"]).tensor();
+            let dy = tensor(&case["grad_outputs"]["output"]).tensor();
+            let got = run(&mut layer, &x, &dy);
+            let what = format!("{name} (unfold only: {unfold_only})");
+            check(&what, &got, case, &["weight", "bias"], 1e-5, 1e-4);
+        }
     }
     assert_eq!(all.len(), 13);
 }

@@ -1,6 +1,7 @@
 //! The hot loops: matrix products, im2col/col2im, pooling. Nothing here knows
 //! what a model is; every function works on slices and a geometry.
 
+mod direct;
 mod dot;
 mod gemm;
 mod im2col;
@@ -10,7 +11,13 @@ mod peak;
 mod pool;
 
 pub use self::gemm::Gemm;
+pub use direct::{conv_rows, pad_image, Padded};
 pub use dot::dot;
+
+/// Whether the direct (stride-1, unfolding-free) convolution runs on this CPU.
+pub fn direct_conv_available() -> bool {
+    direct::available()
+}
 pub use im2col::{col2im, im2col, im2row, out_size, Window};
 pub use nt::gemm_nt_rows;
 pub use packed::{gemm_packed, PackedA};

@@ -59,6 +59,16 @@ impl PackedA {
     pub fn rows(&self) -> usize {
         self.m
     }
+
+    /// Columns of the packed matrix (the inner dimension of a product).
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    /// Panel `i`: rows `i·MR..` interleaved, `MR` values per column.
+    pub(super) fn panel(&self, i: usize) -> &[f32] {
+        &self.data[i * MR * self.k..(i + 1) * MR * self.k]
+    }
 }
 
 /// `c[m, n] = a · b` (or `+=` with `accumulate`), with `b` `[k, n]` at row

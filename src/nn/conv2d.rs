@@ -1,5 +1,11 @@
-//! 2-D convolution (cross-correlation, as PyTorch) by im2col and a matrix
-//! product per image, parallel over the batch.
+//! 2-D convolution (cross-correlation, as PyTorch), parallel over the batch.
+//!
+//! Two algorithms. Stride 1 on a CPU with AVX2 runs direct: the product
+//! reads the zero-padded image in place ([`conv_rows`]), and the input
+//! gradient is the same kernel on the padded `dy` with flipped weights.
+//! Otherwise each image is unfolded (im2col) and multiplied, and the input
+//! gradient folded back (col2im). The weight gradient always multiplies `dy`
+//! by the transposed unfolding (im2row).
 //!
 //! Weight layout `[out, in/groups, kh, kw]`; output channel `o` reads input
 //! group `o / (out/groups)`.
@@ -7,7 +13,10 @@
 use rayon::prelude::*;
 
 use super::{default_init_bound, Layer, Mode, Param};
-use crate::kernels::{col2im, gemm_packed, im2col, im2row, PackedA, Window};
+use crate::kernels::{
+    col2im, conv_rows, direct_conv_available, gemm_packed, im2col, im2row, pad_image, PackedA,
+    Padded, Window,
+};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -34,9 +43,11 @@ pub struct Conv2dConfig {
 /// without sharing buffers.
 #[derive(Clone, Debug, Default)]
 struct Chunk {
-    /// Unfolded image `[c·kh·kw, oh·ow]` (forward), its transpose (for
-    /// dweight), then dcols (for dx): one buffer, used in turn.
+    /// Unfolded image `[c·kh·kw, oh·ow]`, its transpose (for dweight), or
+    /// dcols (for dx): one buffer, used in turn.
     cols: Vec<f32>,
+    /// A zero-padded image (`x` forward, `dy` for dx) for the direct kernel.
+    padded: Vec<f32>,
     /// `dy` of one group, packed as the left operand of dweight.
     packed_dy: PackedA,
     /// This chunk's share of dweight, summed in chunk order afterwards so the
@@ -44,6 +55,18 @@ struct Chunk {
     dweight: Vec<f32>,
     /// This chunk's share of dbias.
     dbias: Vec<f32>,
+}
+
+/// Everything that depends only on the input shape, computed once per shape.
+#[derive(Clone, Debug)]
+struct Plan {
+    /// Geometry of one image.
+    g: Window,
+    dims: GroupDims,
+    /// Forward by the direct kernel, and its padded-image offsets.
+    forward: Option<Padded>,
+    /// dx by the direct kernel: `dy` as an image, padded by `k − 1 − p`.
+    backward: Option<(Window, Padded)>,
 }
 
 /// A 2-D convolution layer.
@@ -55,8 +78,14 @@ pub struct Conv2d {
     chunks: Vec<Chunk>,
     /// Each group's weight `[m, k]`, packed for the forward product.
     packed: Vec<PackedA>,
-    /// Each group's weight transposed, `[k, m]`, packed for dcols.
-    packed_t: Vec<PackedA>,
+    /// Each group's weight packed for dx: transposed `[k, m]` for dcols, or
+    /// flipped and transposed `[in/groups, m·kh·kw]` for the direct kernel.
+    packed_dx: Vec<PackedA>,
+    /// Scratch for the flipped weight of one group.
+    flipped: Vec<f32>,
+    plan: Option<Plan>,
+    /// Use the unfolding algorithm even where the direct one applies.
+    unfold_only: bool,
 }
 
 impl Conv2d {
@@ -71,12 +100,28 @@ impl Conv2d {
         if config.bias {
             params.push(Param::uniform(&[config.out_channels], bound, rng));
         }
-        Conv2d { config, params, chunks: Vec::new(), packed: Vec::new(), packed_t: Vec::new() }
+        Conv2d {
+            config,
+            params,
+            chunks: Vec::new(),
+            packed: Vec::new(),
+            packed_dx: Vec::new(),
+            flipped: Vec::new(),
+            plan: None,
+            unfold_only: false,
+        }
     }
 
     /// The layer's hyper-parameters.
     pub fn config(&self) -> &Conv2dConfig {
         &self.config
+    }
+
+    /// Makes the layer use im2col/col2im everywhere (both algorithms give the
+    /// same numbers up to rounding; tests compare them).
+    pub fn set_unfold_only(&mut self, unfold_only: bool) {
+        self.unfold_only = unfold_only;
+        self.plan = None;
     }
 
     fn window(&self, x_shape: &[usize]) -> Window {
@@ -94,31 +139,91 @@ impl Conv2d {
         }
     }
 
-    /// Packs every group's weight (transposed for backward), once per pass.
-    fn pack_weights(&mut self, dims: GroupDims, transposed: bool) {
-        let GroupDims { groups, m, k, .. } = dims;
+    /// Makes the plan for `x_shape` when the shape changed, and sizes every
+    /// chunk's scratch; returns the images per chunk.
+    fn prepare(&mut self, x_shape: &[usize]) -> usize {
+        let g = self.window(x_shape);
+        if self.plan.as_ref().is_none_or(|plan| plan.g != g) {
+            self.plan = Some(self.make_plan(g));
+        }
+        self.prepare_chunks(x_shape[0])
+    }
+
+    fn make_plan(&self, g: Window) -> Plan {
+        let direct = !self.unfold_only && direct_conv_available() && (g.sh, g.sw) == (1, 1);
+        let dx_window = Window {
+            c: self.config.out_channels,
+            h: g.oh(),
+            w: g.ow(),
+            ph: g.kh.wrapping_sub(1 + g.ph),
+            pw: g.kw.wrapping_sub(1 + g.pw),
+            ..g
+        };
+        Plan {
+            g,
+            dims: GroupDims::new(&self.config, &g),
+            forward: direct.then(|| Padded::new(&g)),
+            backward: (direct && g.ph < g.kh && g.pw < g.kw)
+                .then(|| (dx_window, Padded::new(&dx_window))),
+        }
+    }
+
+    /// Packs every group's weight for the forward product.
+    fn pack_forward(&mut self) {
+        let GroupDims { groups, m, k, .. } = self.plan.as_ref().expect("prepared").dims;
         let weight = self.params[0].value.data();
-        let packed = if transposed { &mut self.packed_t } else { &mut self.packed };
-        packed.resize_with(groups, PackedA::default);
-        for (gi, pack) in packed.iter_mut().enumerate() {
+        self.packed.resize_with(groups, PackedA::default);
+        for (gi, pack) in self.packed.iter_mut().enumerate() {
+            pack.pack(&weight[gi * m * k..(gi + 1) * m * k], m, k, false);
+        }
+    }
+
+    /// Packs every group's weight for dx: transposed for dcols, or flipped
+    /// (`w'[ci, (o, ki, kj)] = w[o, ci, kh−1−ki, kw−1−kj]`) for the direct
+    /// kernel.
+    fn pack_backward(&mut self) {
+        let plan = self.plan.as_ref().expect("prepared");
+        let (GroupDims { groups, m, k, .. }, direct) = (plan.dims, plan.backward.is_some());
+        let [kh, kw] = self.config.kernel;
+        let cg = k / (kh * kw);
+        let weight = self.params[0].value.data();
+        self.packed_dx.resize_with(groups, PackedA::default);
+        for (gi, pack) in self.packed_dx.iter_mut().enumerate() {
             let w_g = &weight[gi * m * k..(gi + 1) * m * k];
-            if transposed {
+            if !direct {
                 pack.pack(w_g, k, m, true);
-            } else {
-                pack.pack(w_g, m, k, false);
+                continue;
             }
+            self.flipped.resize(m * k, 0.0);
+            for o in 0..m {
+                for ci in 0..cg {
+                    for t in 0..kh * kw {
+                        let flipped_tap = kh * kw - 1 - t;
+                        self.flipped[ci * m * kh * kw + o * kh * kw + t] =
+                            w_g[(o * cg + ci) * kh * kw + flipped_tap];
+                    }
+                }
+            }
+            pack.pack(&self.flipped, cg, m * kh * kw, false);
         }
     }
 
     /// Splits a batch of `n` into one contiguous run of images per thread and
     /// sizes each chunk's scratch.
-    fn prepare_chunks(&mut self, n: usize, g: &Window) -> usize {
+    fn prepare_chunks(&mut self, n: usize) -> usize {
         let parts = rayon::current_num_threads().clamp(1, n.max(1));
+        let plan = self.plan.as_ref().expect("planned before chunks are sized");
+        let g = &plan.g;
         let cols_len = g.col_rows() * g.col_cols();
+        let padded_len = [
+            plan.forward.as_ref().map_or(0, |pad| pad.len(g.c)),
+            plan.backward.as_ref().map_or(0, |(gd, pad)| pad.len(gd.c)),
+        ];
         let weight_len = self.params[0].value.numel();
         self.chunks.resize_with(parts, Chunk::default);
         for chunk in &mut self.chunks[..parts] {
             chunk.cols.resize(cols_len, 0.0);
+            chunk.padded.resize(padded_len[0].max(padded_len[1]), 0.0);
             chunk.dweight.resize(weight_len, 0.0);
             chunk.dbias.resize(self.config.out_channels, 0.0);
         }
@@ -127,7 +232,7 @@ impl Conv2d {
 }
 
 /// Shapes of one group's matrix product: `y_g [m, p] = w_g [m, k] · cols_g [k, p]`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct GroupDims {
     groups: usize,
     m: usize,
@@ -177,47 +282,43 @@ impl Layer for Conv2d {
     }
 
     fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
-        let n = x.dim(0);
-        let g = self.window(x.shape());
-        let dims = GroupDims::new(&self.config, &g);
-        let per_chunk = self.prepare_chunks(n, &g);
-        self.pack_weights(dims, false);
+        let per_chunk = self.prepare(x.shape());
+        self.pack_forward();
         let (x_len, y_len) = (x.row_width(), y.row_width());
-        let packed = &self.packed;
-        let bias = self.params.get(1).map(|b| b.value.data());
+        let Conv2d { plan, chunks, packed, params, .. } = self;
+        let plan = plan.as_ref().expect("prepared above");
+        let bias = params.get(1).map(|b| b.value.data());
 
-        // Each chunk of images: unfold, then y_g = w_g · cols_g per group.
+        // Each chunk of images, one image at a time.
         let xs = x.data().par_chunks(per_chunk * x_len);
         let ys = y.data_mut().par_chunks_mut(per_chunk * y_len);
-        xs.zip(ys).zip(&mut self.chunks).for_each(|((xs, ys), chunk)| {
+        xs.zip(ys).zip(chunks).for_each(|((xs, ys), chunk)| {
             for (x, y) in xs.chunks(x_len).zip(ys.chunks_mut(y_len)) {
-                conv_image(&g, dims, packed, bias, x, y, &mut chunk.cols);
+                conv_image(plan, packed, bias, x, y, chunk);
             }
         });
     }
 
     fn backward(&mut self, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
-        let n = x.dim(0);
-        let g = self.window(x.shape());
-        let dims = GroupDims::new(&self.config, &g);
-        let per_chunk = self.prepare_chunks(n, &g);
-        let parts = n.div_ceil(per_chunk);
+        let per_chunk = self.prepare(x.shape());
+        let parts = x.dim(0).div_ceil(per_chunk);
         let (x_len, y_len) = (x.row_width(), dy.row_width());
         if dx.is_some() {
-            self.pack_weights(dims, true);
+            self.pack_backward();
         }
-        let packed_t = &self.packed_t;
+        let Conv2d { plan, chunks, packed_dx, .. } = self;
+        let plan = plan.as_ref().expect("prepared above");
 
         // Per chunk: its share of dweight and dbias, and dx for its images.
         let xs = x.data().par_chunks(per_chunk * x_len);
         let dys = dy.data().par_chunks(per_chunk * y_len);
-        let chunks = &mut self.chunks[..parts];
+        let chunks = &mut chunks[..parts];
         let job = |xs: &[f32], dys: &[f32], mut dxs: Option<&mut [f32]>, chunk: &mut Chunk| {
             chunk.dweight.fill(0.0);
             chunk.dbias.fill(0.0);
             for (i, (x, dy)) in xs.chunks(x_len).zip(dys.chunks(y_len)).enumerate() {
                 let dx = dxs.as_deref_mut().map(|d| &mut d[i * x_len..(i + 1) * x_len]);
-                conv_image_backward(&g, dims, packed_t, x, dy, dx, chunk);
+                conv_image_backward(plan, packed_dx, x, dy, dx, chunk);
             }
         };
         match dx {
@@ -264,29 +365,41 @@ impl Layer for Conv2d {
 
 /// Forward for one image: `y [out, p]` from `x [c, h, w]`.
 fn conv_image(
-    g: &Window,
-    dims: GroupDims,
+    plan: &Plan,
     packed: &[PackedA],
     bias: Option<&[f32]>,
     x: &[f32],
     y: &mut [f32],
-    cols: &mut [f32],
+    chunk: &mut Chunk,
 ) {
-    let GroupDims { groups, m, k, p } = dims;
+    let (g, GroupDims { m, k, p, .. }) = (&plan.g, plan.dims);
 
-    // Bias first, so the product can accumulate on top of it.
+    // Bias first, so the products can accumulate on top of it.
     match bias {
         Some(bias) => y.chunks_mut(p).zip(bias).for_each(|(row, &b)| row.fill(b)),
         None => y.fill(0.0),
     }
 
+    // Direct: y_g = w_g ⊛ x_g, reading the padded image in place.
+    if let Some(pad) = &plan.forward {
+        pad_image(g, pad, x, &mut chunk.padded);
+        let group_len = (g.c / packed.len()) * pad.hp * pad.wp;
+        for (gi, w_g) in packed.iter().enumerate() {
+            let y_g = &mut y[gi * m * p..(gi + 1) * m * p];
+            let taps = &pad.offsets[..k];
+            conv_rows(w_g, &chunk.padded, gi * group_len, pad, taps, (g.oh(), g.ow()), y_g, true);
+        }
+        return;
+    }
+
+    // Unfolded: y_g = w_g · cols_g.
     let cols: &[f32] = if g.is_identity() {
         x
     } else {
-        im2col(g, x, cols);
-        cols
+        im2col(g, x, &mut chunk.cols);
+        &chunk.cols
     };
-    for (gi, w_g) in packed.iter().enumerate().take(groups) {
+    for (gi, w_g) in packed.iter().enumerate() {
         let cols_g = &cols[gi * k * p..(gi + 1) * k * p];
         gemm_packed(w_g, cols_g, p, p, &mut y[gi * m * p..(gi + 1) * m * p], p, true);
     }
@@ -295,15 +408,14 @@ fn conv_image(
 /// Backward for one image: adds into the chunk's dweight and dbias and, when
 /// asked, overwrites `dx [c, h, w]`.
 fn conv_image_backward(
-    g: &Window,
-    dims: GroupDims,
-    packed_t: &[PackedA],
+    plan: &Plan,
+    packed_dx: &[PackedA],
     x: &[f32],
     dy: &[f32],
     dx: Option<&mut [f32]>,
     chunk: &mut Chunk,
 ) {
-    let GroupDims { groups, m, k, p } = dims;
+    let (g, GroupDims { groups, m, k, p }) = (&plan.g, plan.dims);
 
     // dbias[o] += Σ_p dy[o, p].
     for (db, row) in chunk.dbias.iter_mut().zip(dy.chunks(p)) {
@@ -320,12 +432,25 @@ fn conv_image_backward(
         let dw_g = &mut chunk.dweight[gi * m * k..(gi + 1) * m * k];
         gemm_packed(&chunk.packed_dy, &rows[gi * k..], groups * k, k, dw_g, k, true);
     }
-
-    // dcols_g [k, p] = w_gᵀ · dy_g, folded back onto dx.
     let Some(dx) = dx else { return };
+
+    // Direct: dx_g = flip(w_g)ᵀ ⊛ dy_g over dy padded by k − 1 − p.
+    if let Some((gd, pad)) = &plan.backward {
+        pad_image(gd, pad, dy, &mut chunk.padded);
+        let (cg, taps) = (g.c / groups, m * g.kh * g.kw);
+        let (hw, group_len) = (g.h * g.w, m * pad.hp * pad.wp);
+        for (gi, wf_g) in packed_dx.iter().enumerate() {
+            let dx_g = &mut dx[gi * cg * hw..(gi + 1) * cg * hw];
+            let offsets = &pad.offsets[..taps];
+            conv_rows(wf_g, &chunk.padded, gi * group_len, pad, offsets, (g.h, g.w), dx_g, false);
+        }
+        return;
+    }
+
+    // Unfolded: dcols_g [k, p] = w_gᵀ · dy_g, folded back onto dx.
     let identity = g.is_identity();
     let dcols = if identity { &mut *dx } else { &mut chunk.cols[..] };
-    for (gi, wt_g) in packed_t.iter().enumerate().take(groups) {
+    for (gi, wt_g) in packed_dx.iter().enumerate() {
         let dy_g = &dy[gi * m * p..(gi + 1) * m * p];
         gemm_packed(wt_g, dy_g, p, p, &mut dcols[gi * k * p..(gi + 1) * k * p], p, false);
     }

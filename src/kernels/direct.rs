@@ -1,0 +1,266 @@
+//! Stride-1 convolution without unfolding the image ("implicit GEMM"): the
+//! output `y[o, oy, ox..ox+16]` is `Σ_kk w[o, kk] · xp[off(kk) + oy·wp + ox..]`,
+//! where `xp` is the zero-padded image and `off(kk)` the offset of kernel tap
+//! `kk = (ci, ki, kj)` in it. Sixteen consecutive outputs of a row read
+//! sixteen consecutive padded inputs, so the right operand of the product is
+//! loaded straight from the (small, cache-resident) image and no `c·kh·kw ×
+//! oh·ow` matrix is ever written.
+//!
+//! The same kernel gives the input gradient of a stride-1 convolution: it is
+//! the convolution of `dy`, padded by `k − 1 − p`, with the weights flipped
+//! and transposed.
+
+use super::packed::{PackedA, MR};
+use super::Window;
+
+/// Lanes of slack after a padded image: the last tile of a row may read up to
+/// this many values past the row's end (into the next row or the slack);
+/// those lanes only feed outputs that are never stored.
+pub const SLACK: usize = 16;
+
+/// Geometry of a padded image and its tap offsets.
+#[derive(Clone, Debug, Default)]
+pub struct Padded {
+    /// Padded height.
+    pub hp: usize,
+    /// Padded width.
+    pub wp: usize,
+    /// Offset of each kernel tap `(ci, ki, kj)` in the padded image, in
+    /// `im2col` row order.
+    pub offsets: Vec<usize>,
+}
+
+impl Padded {
+    /// Offsets for `g` (stride must be 1).
+    pub fn new(g: &Window) -> Padded {
+        let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+        let mut offsets = Vec::with_capacity(g.col_rows());
+        for ci in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    offsets.push((ci * hp + ki) * wp + kj);
+                }
+            }
+        }
+        Padded { hp, wp, offsets }
+    }
+
+    /// Length of a padded image buffer, slack included.
+    pub fn len(&self, channels: usize) -> usize {
+        channels * self.hp * self.wp + SLACK
+    }
+
+    /// Whether the padded image is empty (no channels or no pixels).
+    pub fn is_empty(&self) -> bool {
+        self.hp * self.wp == 0
+    }
+}
+
+/// Copies `x [c, h, w]` into `xp [c, h + 2ph, w + 2pw]` with zero borders
+/// (and zero slack after it).
+///
+/// # Panics
+///
+/// When `xp` is shorter than [`Padded::len`].
+pub fn pad_image(g: &Window, pad: &Padded, x: &[f32], xp: &mut [f32]) {
+    let (hp, wp) = (pad.hp, pad.wp);
+    assert!(xp.len() >= pad.len(g.c), "pad_image: buffer too short");
+    xp.iter_mut().for_each(|v| *v = 0.0);
+    for ci in 0..g.c {
+        for iy in 0..g.h {
+            let src = &x[(ci * g.h + iy) * g.w..(ci * g.h + iy + 1) * g.w];
+            let at = (ci * hp + iy + g.ph) * wp + g.pw;
+            xp[at..at + g.w].iter_mut().zip(src).for_each(|(d, &s)| *d = s);
+        }
+    }
+}
+
+/// `y[o, oy, ox] (+)= Σ_kk w[o, kk] · xp[base + offsets[kk] + oy·wp + ox]` for
+/// every output channel `o` of the packed `w` (`[m, k]`, `k` = number of
+/// offsets) and every output position of `oh × ow`. `y` is `[m, oh·ow]`.
+///
+/// # Panics
+///
+/// When a buffer is too short for the geometry, or the CPU lacks AVX2 and
+/// FMA (callers check [`available`] first).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_rows(
+    w: &PackedA,
+    xp: &[f32],
+    base: usize,
+    pad: &Padded,
+    offsets: &[usize],
+    (oh, ow): (usize, usize),
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    let m = w.rows();
+    assert_eq!(w.depth(), offsets.len(), "conv_rows: one weight column per tap");
+    assert!(y.len() >= m * oh * ow, "conv_rows: y too short");
+    // The last tile of a row reads up to 15 lanes past the row's last output.
+    let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow + 15);
+    assert!(xp.len() >= base + reach, "conv_rows: padded image too short");
+    assert!(available(), "conv_rows needs AVX2 and FMA");
+
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2 and FMA are present (asserted); every load reaches at most
+    // `base + reach` (asserted within xp) and every store stays within y.
+    unsafe {
+        avx2::conv_rows(w, xp.as_ptr().add(base), pad.wp, offsets, oh, ow, y, accumulate);
+    }
+}
+
+/// Whether [`conv_rows`] can run on this CPU.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{PackedA, MR};
+
+    /// Store masks for a tile of `width` (1..=16) lanes.
+    unsafe fn masks(width: usize) -> [__m256i; 2] {
+        let lane = |i: i32| if (i as usize) < width { -1 } else { 0 };
+        [
+            _mm256_setr_epi32(
+                lane(0),
+                lane(1),
+                lane(2),
+                lane(3),
+                lane(4),
+                lane(5),
+                lane(6),
+                lane(7),
+            ),
+            _mm256_setr_epi32(
+                lane(8),
+                lane(9),
+                lane(10),
+                lane(11),
+                lane(12),
+                lane(13),
+                lane(14),
+                lane(15),
+            ),
+        ]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_rows(
+        w: &PackedA,
+        xp: *const f32,
+        wp: usize,
+        offsets: &[usize],
+        oh: usize,
+        ow: usize,
+        y: &mut [f32],
+        accumulate: bool,
+    ) {
+        let (m, k) = (w.rows(), w.depth());
+        let p = oh * ow;
+        for oy in 0..oh {
+            for j0 in (0..ow).step_by(16) {
+                let width = 16.min(ow - j0);
+                let masks = masks(width);
+                let src = xp.add(oy * wp + j0);
+                let dst = y.as_mut_ptr().add(oy * ow + j0);
+                for panel in 0..m.div_ceil(MR) {
+                    let rows = MR.min(m - panel * MR);
+                    let a = w.panel(panel).as_ptr();
+                    let c = dst.add(panel * MR * p);
+                    if width > 8 {
+                        tile::<2>(a, src, offsets, k, c, p, rows, &masks, accumulate);
+                    } else {
+                        tile::<1>(a, src, offsets, k, c, p, rows, &masks, accumulate);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `rows × (8·V)` tile: V = 2 for up to 16 outputs of a row, 1 for up
+    /// to 8, so a short row does not pay for sixteen lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const V: usize>(
+        a: *const f32,
+        src: *const f32,
+        offsets: &[usize],
+        k: usize,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        masks: &[__m256i; 2],
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); V]; MR];
+        for (kk, &offset) in offsets.iter().enumerate().take(k) {
+            let b_row = src.add(offset);
+            let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(b_row.add(8 * v)));
+            let a_col = a.add(kk * MR);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a_col.add(r));
+                for v in 0..V {
+                    acc_r[v] = _mm256_fmadd_ps(av, b[v], acc_r[v]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate().take(rows) {
+            let out = c.add(r * ldc);
+            for v in 0..V {
+                let mut value = acc_r[v];
+                if accumulate {
+                    value = _mm256_add_ps(value, _mm256_maskload_ps(out.add(8 * v), masks[v]));
+                }
+                _mm256_maskstore_ps(out.add(8 * v), masks[v], value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{im2col, Gemm};
+    use super::*;
+
+    #[test]
+    fn matches_im2col_and_a_matrix_product() {
+        if !available() {
+            return;
+        }
+        for (c, h, w, k, p, m) in
+            [(1, 5, 5, 3, 1, 4), (3, 7, 6, 3, 0, 7), (2, 14, 14, 5, 2, 13), (4, 9, 30, 3, 1, 6)]
+        {
+            let g = Window { c, h, w, kh: k, kw: k, sh: 1, sw: 1, ph: p, pw: p };
+            let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let weight: Vec<f32> =
+                (0..m * g.col_rows()).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+            let (kk, pp) = (g.col_rows(), g.col_cols());
+
+            let mut cols = vec![0.0; kk * pp];
+            im2col(&g, &x, &mut cols);
+            let mut want = vec![0.0; m * pp];
+            Gemm::new(m, pp, kk).run(&weight, &cols, &mut want);
+
+            let pad = Padded::new(&g);
+            let mut xp = vec![f32::NAN; pad.len(c)];
+            pad_image(&g, &pad, &x, &mut xp);
+            let mut packed = PackedA::default();
+            packed.pack(&weight, m, kk, false);
+            let mut y = vec![f32::NAN; m * pp];
+            conv_rows(&packed, &xp, 0, &pad, &pad.offsets, (g.oh(), g.ow()), &mut y, false);
+            assert_eq!(y, want, "{g:?}");
+        }
+    }
+}
