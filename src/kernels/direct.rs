@@ -110,6 +110,50 @@ pub fn conv_rows(
     }
 }
 
+/// The weight gradient of a stride-1 convolution for one image, transposed:
+/// `dwt[kk, o] (+)= Σ_(oy, ox) xp[base + offsets[kk] + oy·wp + ox] · dyt[oy·ow + ox, o]`
+/// for every tap `kk` and output channel `o < m`. `dyt` is `dy` transposed,
+/// `[oh·ow, m]` at row stride `ldb`, readable for 15 values past its last
+/// channel (its buffer ends with [`SLACK`]); `dwt` is `[taps, m]` at row
+/// stride `ldc`.
+///
+/// The unfolded image is read through the tap offsets, so, as in
+/// [`conv_rows`], no unfolding is written.
+///
+/// # Panics
+///
+/// When a buffer is too short, or the CPU lacks AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_weight_grad(
+    xp: &[f32],
+    base: usize,
+    pad: &Padded,
+    offsets: &[usize],
+    (oh, ow): (usize, usize),
+    dyt: &[f32],
+    (m, ldb): (usize, usize),
+    dwt: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow);
+    assert!(xp.len() >= base + reach, "conv_weight_grad: padded image too short");
+    // Tiles read 16 lanes from each row: up to 15 past channel m − 1.
+    let dyt_reach = (oh * ow).saturating_sub(1) * ldb + m + 15;
+    assert!(ldb >= m && dyt.len() >= dyt_reach, "conv_weight_grad: dyt too short");
+    assert!(ldc >= m && dwt.len() >= offsets.len().saturating_sub(1) * ldc + m, "dwt too short");
+    assert!(available(), "conv_weight_grad needs AVX2 and FMA");
+
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2 and FMA are present; the asserts bound every read of xp
+    // and dyt (vector reads past a row of dyt stay within its slack) and
+    // every write of dwt.
+    unsafe {
+        let xp = xp.as_ptr().add(base);
+        avx2::conv_weight_grad(xp, pad.wp, offsets, oh, ow, dyt, m, ldb, dwt, ldc, accumulate);
+    }
+}
+
 /// Whether [`conv_rows`] can run on this CPU.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -189,6 +233,59 @@ mod avx2 {
         }
     }
 
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_weight_grad(
+        xp: *const f32,
+        wp: usize,
+        offsets: &[usize],
+        oh: usize,
+        ow: usize,
+        dyt: &[f32],
+        m: usize,
+        ldb: usize,
+        dwt: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        let taps = offsets.len();
+        for o0 in (0..m).step_by(16) {
+            let width = 16.min(m - o0);
+            let masks = masks(width);
+            for t0 in (0..taps).step_by(MR) {
+                let rows = MR.min(taps - t0);
+                // Taps past the last repeat it; their sums are not stored.
+                let srcs: [*const f32; MR] =
+                    std::array::from_fn(|r| xp.add(offsets[t0 + r.min(rows - 1)]));
+                let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let b_row = dyt.as_ptr().add((oy * ow + ox) * ldb + o0);
+                        let b0 = _mm256_loadu_ps(b_row);
+                        let b1 = _mm256_loadu_ps(b_row.add(8));
+                        let at = oy * wp + ox;
+                        for (r, acc_r) in acc.iter_mut().enumerate() {
+                            let av = _mm256_broadcast_ss(&*srcs[r].add(at));
+                            acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
+                            acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+                        }
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate().take(rows) {
+                    let out = dwt.as_mut_ptr().add((t0 + r) * ldc + o0);
+                    for v in 0..2 {
+                        let mut value = acc_r[v];
+                        if accumulate {
+                            value =
+                                _mm256_add_ps(value, _mm256_maskload_ps(out.add(8 * v), masks[v]));
+                        }
+                        _mm256_maskstore_ps(out.add(8 * v), masks[v], value);
+                    }
+                }
+            }
+        }
+    }
+
     /// One `rows × (8·V)` tile: V = 2 for up to 16 outputs of a row, 1 for up
     /// to 8, so a short row does not pay for sixteen lanes.
     #[target_feature(enable = "avx2,fma")]
@@ -233,6 +330,40 @@ mod avx2 {
 mod tests {
     use super::super::{im2col, Gemm};
     use super::*;
+
+    #[test]
+    fn weight_gradient_matches_im2col_and_a_matrix_product() {
+        if !available() {
+            return;
+        }
+        for (c, h, w, k, p, m) in [(1, 5, 5, 3, 1, 4), (3, 7, 6, 3, 0, 17), (2, 14, 14, 5, 2, 32)] {
+            let g = Window { c, h, w, kh: k, kw: k, sh: 1, sw: 1, ph: p, pw: p };
+            let (kk, pp) = (g.col_rows(), g.col_cols());
+            let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let dy: Vec<f32> = (0..m * pp).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+
+            // dwᵀ [kk, m] = cols [kk, pp] · dyᵀ [pp, m].
+            let mut cols = vec![0.0; kk * pp];
+            im2col(&g, &x, &mut cols);
+            let mut want = vec![0.0; kk * m];
+            Gemm::new(kk, m, pp).tb().run(&cols, &dy, &mut want);
+
+            let pad = Padded::new(&g);
+            let mut xp = vec![0.0; pad.len(c)];
+            pad_image(&g, &pad, &x, &mut xp);
+            let mut dyt = vec![0.0; pp * m + SLACK];
+            for o in 0..m {
+                for q in 0..pp {
+                    dyt[q * m + o] = dy[o * pp + q];
+                }
+            }
+            let mut got = vec![1.0; kk * m];
+            let dims = (g.oh(), g.ow());
+            conv_weight_grad(&xp, 0, &pad, &pad.offsets, dims, &dyt, (m, m), &mut got, m, true);
+            let plus_one: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
+            assert_eq!(got, plus_one, "{g:?}");
+        }
+    }
 
     #[test]
     fn matches_im2col_and_a_matrix_product() {

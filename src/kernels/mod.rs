@@ -11,7 +11,7 @@ mod peak;
 mod pool;
 
 pub use self::gemm::Gemm;
-pub use direct::{conv_rows, pad_image, Padded};
+pub use direct::{conv_rows, conv_weight_grad, pad_image, Padded, SLACK};
 pub use dot::dot;
 
 /// Whether the direct (stride-1, unfolding-free) convolution runs on this CPU.

@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use super::{default_init_bound, Layer, Mode, Param};
 use crate::kernels::{
-    col2im, conv_rows, direct_conv_available, gemm_packed, im2col, im2row, pad_image, PackedA,
-    Padded, Window,
+    col2im, conv_rows, conv_weight_grad, direct_conv_available, gemm_packed, im2col, im2row,
+    pad_image, PackedA, Padded, Window, SLACK,
 };
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -46,12 +46,17 @@ struct Chunk {
     /// Unfolded image `[c·kh·kw, oh·ow]`, its transpose (for dweight), or
     /// dcols (for dx): one buffer, used in turn.
     cols: Vec<f32>,
-    /// A zero-padded image (`x` forward, `dy` for dx) for the direct kernel.
+    /// The zero-padded image `x` for the direct kernels.
     padded: Vec<f32>,
+    /// The zero-padded `dy`, for dx by the direct kernel.
+    padded_dy: Vec<f32>,
+    /// `dy` transposed, `[oh·ow, out]`, for dweight by the direct kernel.
+    dyt: Vec<f32>,
     /// `dy` of one group, packed as the left operand of dweight.
     packed_dy: PackedA,
     /// This chunk's share of dweight, summed in chunk order afterwards so the
-    /// result does not depend on scheduling.
+    /// result does not depend on scheduling. Direct plans keep it transposed
+    /// per group, `[groups][k][m]`.
     dweight: Vec<f32>,
     /// This chunk's share of dbias.
     dbias: Vec<f32>,
@@ -215,15 +220,20 @@ impl Conv2d {
         let plan = self.plan.as_ref().expect("planned before chunks are sized");
         let g = &plan.g;
         let cols_len = g.col_rows() * g.col_cols();
-        let padded_len = [
-            plan.forward.as_ref().map_or(0, |pad| pad.len(g.c)),
-            plan.backward.as_ref().map_or(0, |(gd, pad)| pad.len(gd.c)),
-        ];
+        let padded_len = plan.forward.as_ref().map_or(0, |pad| pad.len(g.c));
+        let padded_dy_len = plan.backward.as_ref().map_or(0, |(gd, pad)| pad.len(gd.c));
+        let dyt_len = if plan.forward.is_some() {
+            g.col_cols() * self.config.out_channels + SLACK
+        } else {
+            0
+        };
         let weight_len = self.params[0].value.numel();
         self.chunks.resize_with(parts, Chunk::default);
         for chunk in &mut self.chunks[..parts] {
             chunk.cols.resize(cols_len, 0.0);
-            chunk.padded.resize(padded_len[0].max(padded_len[1]), 0.0);
+            chunk.padded.resize(padded_len, 0.0);
+            chunk.padded_dy.resize(padded_dy_len, 0.0);
+            chunk.dyt.resize(dyt_len, 0.0);
             chunk.dweight.resize(weight_len, 0.0);
             chunk.dbias.resize(self.config.out_channels, 0.0);
         }
@@ -334,9 +344,20 @@ impl Layer for Conv2d {
 
         // Sum the chunks' shares in a fixed order.
         let has_bias = self.params.len() == 2;
+        let GroupDims { m, k, .. } = plan.dims;
+        let transposed = plan.forward.is_some();
         for chunk in &self.chunks[..parts] {
             let dweight = self.params[0].grad.data_mut();
-            dweight.iter_mut().zip(&chunk.dweight).for_each(|(d, s)| *d += s);
+            if transposed {
+                // [groups][k][m] back to [groups][m][k].
+                for (dw_g, dwt_g) in dweight.chunks_mut(m * k).zip(chunk.dweight.chunks(m * k)) {
+                    for (kk, row) in dwt_g.chunks(m).enumerate() {
+                        row.iter().enumerate().for_each(|(o, v)| dw_g[o * k + kk] += v);
+                    }
+                }
+            } else {
+                dweight.iter_mut().zip(&chunk.dweight).for_each(|(d, s)| *d += s);
+            }
             if has_bias {
                 let dbias = self.params[1].grad.data_mut();
                 dbias.iter_mut().zip(&chunk.dbias).for_each(|(d, s)| *d += s);
@@ -422,27 +443,50 @@ fn conv_image_backward(
         *db += row.iter().sum::<f32>();
     }
 
-    // dweight_g [m, k] += dy_g [m, p] · cols_gᵀ, with colsᵀ unfolded directly
-    // (im2row) and read in place. The unfolding is recomputed rather than kept
-    // from forward, trading a cheap pass for batch·cols of memory.
-    let rows = &mut chunk.cols;
-    im2row(g, x, rows);
-    for gi in 0..groups {
-        chunk.packed_dy.pack(&dy[gi * m * p..(gi + 1) * m * p], m, p, false);
-        let dw_g = &mut chunk.dweight[gi * m * k..(gi + 1) * m * k];
-        gemm_packed(&chunk.packed_dy, &rows[gi * k..], groups * k, k, dw_g, k, true);
+    // Direct: dweight_gᵀ [k, m] += cols_g · dy_gᵀ, reading the unfolded image
+    // through the tap offsets of the padded image.
+    if let Some(pad) = &plan.forward {
+        pad_image(g, pad, x, &mut chunk.padded);
+        let out = groups * m;
+        for (q, row) in chunk.dyt.chunks_mut(out).take(p).enumerate() {
+            row.iter_mut().enumerate().for_each(|(o, v)| *v = dy[o * p + q]);
+        }
+        let group_len = (g.c / groups) * pad.hp * pad.wp;
+        for gi in 0..groups {
+            let (offsets, dims) = (&pad.offsets[..k], (g.oh(), g.ow()));
+            let dyt = &chunk.dyt[gi * m..];
+            let dwt_g = &mut chunk.dweight[gi * k * m..(gi + 1) * k * m];
+            let base = gi * group_len;
+            conv_weight_grad(
+                &chunk.padded,
+                base,
+                pad,
+                offsets,
+                dims,
+                dyt,
+                (m, out),
+                dwt_g,
+                m,
+                true,
+            );
+        }
+    } else {
+        // dweight_g [m, k] += dy_g [m, p] · cols_gᵀ, with colsᵀ unfolded
+        // directly (im2row) and read in place.
+        weight_grad_unfolded(plan, x, dy, chunk);
     }
     let Some(dx) = dx else { return };
 
     // Direct: dx_g = flip(w_g)ᵀ ⊛ dy_g over dy padded by k − 1 − p.
     if let Some((gd, pad)) = &plan.backward {
-        pad_image(gd, pad, dy, &mut chunk.padded);
+        pad_image(gd, pad, dy, &mut chunk.padded_dy);
         let (cg, taps) = (g.c / groups, m * g.kh * g.kw);
         let (hw, group_len) = (g.h * g.w, m * pad.hp * pad.wp);
         for (gi, wf_g) in packed_dx.iter().enumerate() {
             let dx_g = &mut dx[gi * cg * hw..(gi + 1) * cg * hw];
             let offsets = &pad.offsets[..taps];
-            conv_rows(wf_g, &chunk.padded, gi * group_len, pad, offsets, (g.h, g.w), dx_g, false);
+            let padded = &chunk.padded_dy;
+            conv_rows(wf_g, padded, gi * group_len, pad, offsets, (g.h, g.w), dx_g, false);
         }
         return;
     }
@@ -457,5 +501,18 @@ fn conv_image_backward(
     if !identity {
         dx.fill(0.0);
         col2im(g, &chunk.cols, dx);
+    }
+}
+
+/// dweight for one image by unfolding: `dweight_g [m, k] += dy_g · cols_gᵀ`
+/// with `colsᵀ` written by im2row and read in place.
+fn weight_grad_unfolded(plan: &Plan, x: &[f32], dy: &[f32], chunk: &mut Chunk) {
+    let (g, GroupDims { groups, m, k, p }) = (&plan.g, plan.dims);
+    let rows = &mut chunk.cols;
+    im2row(g, x, rows);
+    for gi in 0..groups {
+        chunk.packed_dy.pack(&dy[gi * m * p..(gi + 1) * m * p], m, p, false);
+        let dw_g = &mut chunk.dweight[gi * m * k..(gi + 1) * m * k];
+        gemm_packed(&chunk.packed_dy, &rows[gi * k..], groups * k, k, dw_g, k, true);
     }
 }
