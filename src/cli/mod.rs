@@ -1,5 +1,6 @@
 //! Command-line interface: the subcommands and their arguments.
 
+mod data;
 mod eval;
 mod explain;
 mod predict;
@@ -25,6 +26,11 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Show softmax and cross-entropy step by step for given logits.
     Explain(explain::ExplainArgs),
+    /// Dataset commands: `inspect` audits a dataset without training.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
 }
 
 /// Runs the parsed command.
@@ -34,10 +40,24 @@ pub fn run(cli: Cli) -> xent::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Data { command } => data::run(&command),
     }
 }
 
 /// Formats a fraction as a percentage with two decimals, e.g. `98.62%`.
 fn percent(fraction: f64) -> String {
     format!("{:.2}%", 100.0 * fraction)
+}
+
+/// `421642` as `421,642`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }

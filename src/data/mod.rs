@@ -6,19 +6,29 @@
 //! 8×8 digits), so `v / max_value` lies in `[0, 1]`.
 //!
 //! [`load`] takes a dataset name (`digits`, `mnist`, `fashion-mnist`,
-//! `kmnist`) or the path of a folder holding the four MNIST-style IDX files.
-//! Named IDX datasets are read from `<data dir>/<name>/`; see [`data_dir`].
+//! `kmnist`), the path of a folder holding the four MNIST-style IDX files, or
+//! the path of an image folder (see [`read_image_folder`]). Named IDX
+//! datasets are read from `<data dir>/<name>/`; see [`data_dir`].
+//! [`load_with`] takes import options and returns what the import did;
+//! [`inspect`] audits a dataset without training.
 
 mod digits;
+mod folder;
 mod idx;
+mod inspect;
 mod loader;
 mod named;
 mod options;
 
 pub use digits::{digits, digits_split, stratified_split, DIGITS_ROWS};
+pub use folder::{is_image_folder, read_image_folder, RESIZE_FILTER};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_split, IdxImages, IDX_FILES};
+pub use inspect::{
+    inspect, inspect_folder, inspect_split, ClassCount, FileNote, Inspection, Leak, SizeCount,
+    SplitSummary,
+};
 pub use loader::{epoch_order, fill_batch, Batches, Normalize, SHUFFLE_STREAM};
-pub use named::{class_names, data_dir, load, load_from, DATASETS};
+pub use named::{class_names, data_dir, load, load_from, load_from_with, load_with, DATASETS};
 pub use options::{ImportReport, LabelKind, LoadOptions};
 
 use crate::{Error, Result};

@@ -4,7 +4,10 @@
 //! platform cache directory (`$XDG_CACHE_HOME/xent` or `~/.cache/xent` on
 //! Linux). A named IDX dataset `mnist` is read from `<data dir>/mnist/`.
 
-use super::{digits_split, idx::read_idx_split, numbered_classes, Split};
+use super::folder::{is_image_folder, read_image_folder};
+use super::{
+    digits_split, idx::read_idx_split, numbered_classes, ImportReport, LoadOptions, Split,
+};
 use crate::{Error, Result};
 use std::env;
 use std::ffi::OsString;
@@ -69,19 +72,22 @@ fn data_dir_with(env_var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     cache.unwrap_or_else(|| PathBuf::from(".cache")).join("xent")
 }
 
-/// Loads a dataset by name from [`data_dir`], or from a folder path.
+/// Loads a dataset by name from [`data_dir`], or from a folder path, with
+/// the default [`LoadOptions`].
 ///
 /// `digits` is embedded and needs no files. `mnist`, `fashion-mnist` and
-/// `kmnist` are read from `<data dir>/<name>/`. Anything else is taken as
-/// the path of a folder holding the four [`IDX_FILES`](super::IDX_FILES),
-/// read with classes `"0"`..`"9"`; write `./mnist` for a folder that shares
-/// a dataset's name.
+/// `kmnist` are read from `<data dir>/<name>/`. Anything else is taken as a
+/// folder path: an image folder (class sub-folders of PNG or JPEG files, see
+/// [`read_image_folder`](super::read_image_folder)), or else a folder
+/// holding the four [`IDX_FILES`](super::IDX_FILES), read with classes
+/// `"0"`..`"9"`; write `./mnist` for a folder that shares a dataset's name.
 ///
 /// # Errors
 ///
 /// [`Error::UnknownDataset`] for a name that is neither known nor a folder
 /// path, [`Error::DatasetMissing`] when files are absent, and the reading
-/// errors of [`read_idx_split`](super::read_idx_split).
+/// errors of [`read_idx_split`](super::read_idx_split) and
+/// [`read_image_folder`](super::read_image_folder).
 pub fn load(name_or_path: &str) -> Result<Split> {
     load_from(name_or_path, &data_dir())
 }
@@ -92,20 +98,49 @@ pub fn load(name_or_path: &str) -> Result<Split> {
 ///
 /// As [`load`].
 pub fn load_from(name_or_path: &str, data_dir: &Path) -> Result<Split> {
+    load_from_with(name_or_path, data_dir, &LoadOptions::default()).map(|(split, _)| split)
+}
+
+/// [`load`] with import options, returning what the import did as well.
+/// Each reader uses the options that apply to it.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<(Split, ImportReport)> {
+    load_from_with(name_or_path, &data_dir(), options)
+}
+
+/// [`load_with`] with an explicit data directory in place of [`data_dir`].
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_from_with(
+    name_or_path: &str,
+    data_dir: &Path,
+    options: &LoadOptions,
+) -> Result<(Split, ImportReport)> {
+    let plain = |split: Split| (split, ImportReport::default());
+
     // Known names first: the embedded digits, then the IDX datasets.
     if name_or_path == "digits" {
-        return digits_split();
+        return digits_split().map(plain);
     }
     if let Some(classes) = class_names(name_or_path) {
-        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes);
+        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes).map(plain);
     }
 
-    // A folder path. A missing folder that is clearly meant as a path is
-    // reported as missing files; a bare word is an unknown name.
+    // A folder path: of images, else of IDX files. A missing folder that is
+    // clearly meant as a path is reported as missing files; a bare word is
+    // an unknown name.
     let path = Path::new(name_or_path);
+    if is_image_folder(path) {
+        return read_image_folder(path, options);
+    }
     let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
     if path.is_dir() || looks_like_path {
-        return read_idx_split(path, name_or_path, &numbered_classes(10));
+        return read_idx_split(path, name_or_path, &numbered_classes(10)).map(plain);
     }
     Err(Error::UnknownDataset { name: name_or_path.into(), known: DATASETS.join(", ") })
 }
