@@ -165,9 +165,9 @@ impl Error {
                 "lower --lr; the run folder keeps the model and metrics of every completed epoch"
                     .into(),
             ),
-            Error::UnknownDataset { .. } => {
-                Some("a path to a folder of IDX files also works as --dataset".into())
-            }
+            Error::UnknownDataset { .. } => Some(
+                "a folder of images (one sub-folder per class) or of IDX files also works".into(),
+            ),
             _ => None,
         }
     }

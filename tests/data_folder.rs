@@ -341,14 +341,19 @@ fn image_folders_are_told_from_idx_folders() {
     let dir = TempDir::new().unwrap();
     let root = dir.path();
     assert!(!is_image_folder(root));
+    std::fs::create_dir_all(root.join(".hidden")).unwrap();
+    assert!(!is_image_folder(root));
     classes(root, "", &[("a", 1)]);
     assert!(is_image_folder(root));
     write(&root.join("train-images-idx3-ubyte.gz"), b"");
     assert!(!is_image_folder(root));
 
+    // A class folder of GIFs is an image folder whose error says what it lacks.
     let dir = TempDir::new().unwrap();
-    std::fs::create_dir_all(dir.path().join("train")).unwrap();
+    write(&dir.path().join("a/0.gif"), b"GIF89a");
     assert!(is_image_folder(dir.path()));
+    let err = error(dir.path(), LoadOptions::default());
+    assert!(err.contains("no class folders with PNG or JPEG files"), "{err}");
 }
 
 /// `$XENT_DATA/cifar10-jpg`, or `None` (with a note) when absent.

@@ -184,12 +184,13 @@ pub fn print_import_report(dataset: &str, report: &ImportReport, quiet: bool) {
     let root = Path::new(dataset);
     let show = |path: &Path| path.strip_prefix(root).unwrap_or(path).display().to_string();
     let lists = [
-        ("skipped", "entries (hidden, foreign or not images)", &report.skipped),
-        ("left out", "files that cannot be decoded (--skip-bad)", &report.bad),
+        ("skipped", "entry", "entries", "(hidden, foreign or not images)", &report.skipped),
+        ("left out", "file", "files", "that cannot be decoded (--skip-bad)", &report.bad),
     ];
     if !quiet {
-        for (verb, what, list) in lists.into_iter().filter(|(_, _, list)| !list.is_empty()) {
-            println!("import {verb} {} {what}", list.len());
+        for (verb, one, many, why, list) in lists.into_iter().filter(|l| !l.4.is_empty()) {
+            let noun = if list.len() == 1 { one } else { many };
+            println!("import {verb} {} {noun} {why}", list.len());
             for (path, why) in list.iter().take(IMPORT_EXAMPLES) {
                 println!("         {}: {why}", show(path));
             }

@@ -18,6 +18,8 @@ use image::codecs::png::PngDecoder;
 use image::imageops::FilterType;
 use image::{ColorType, DynamicImage, ImageDecoder};
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Dataset, ImportReport, LoadOptions, Split, IDX_FILES};
 use crate::rng::Rng;
@@ -45,7 +47,7 @@ const BAD_SHOWN: usize = 10;
 /// Example files named per image size in an error.
 const SIZE_EXAMPLES: usize = 3;
 
-/// The files of one class folder, sorted by path.
+/// The files of one class folder, in name order (sub-folders where their names sort).
 #[derive(Clone, Debug)]
 pub(crate) struct ClassDir {
     /// The folder's name, which is the class name.
@@ -129,30 +131,23 @@ pub(crate) struct Header {
     pub mode: Mode,
 }
 
-/// Whether `dir` looks like an image folder: it holds a `train/` folder, or
-/// a visible sub-folder with a PNG or JPEG file in it, and no IDX files.
+/// Whether `dir` is to be read as an image folder: it has a visible
+/// sub-folder (a split or a class) and no IDX files. A folder without
+/// sub-folders is left to the IDX reader, whose error lists the files it
+/// expects.
 pub fn is_image_folder(dir: &Path) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
-    let mut sub_dirs = Vec::new();
+    let mut has_sub_folder = false;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if IDX_FILES.iter().any(|idx| name.starts_with(idx)) {
             return false;
         }
-        if foreign(&name).is_none() && entry.path().is_dir() {
-            if name == "train" {
-                return true;
-            }
-            sub_dirs.push(entry.path());
-        }
+        has_sub_folder |= foreign(&name).is_none() && entry.path().is_dir();
     }
-    sub_dirs.iter().any(|sub| {
-        fs::read_dir(sub)
-            .map(|mut entries| entries.any(|e| e.is_ok_and(|e| is_image_name(&e.path()))))
-            .unwrap_or(false)
-    })
+    has_sub_folder
 }
 
 /// Why an entry named `name` is not part of any dataset, if it is not:
@@ -198,21 +193,27 @@ fn not_an_image(path: &Path) -> Option<String> {
 }
 
 /// A folder's entries sorted by name: `(name, path, is_dir)`. Symbolic
-/// links are followed.
+/// links are followed; other entries need no `stat`, which matters for
+/// folders of many small files.
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
     let read = fs::read_dir(dir).map_err(|e| Error::io("reading folder", dir, e))?;
     let mut found = Vec::new();
     for entry in read {
         let entry = entry.map_err(|e| Error::io("reading folder", dir, e))?;
         let path = entry.path();
-        found.push((entry.file_name().to_string_lossy().into_owned(), path.clone(), path.is_dir()));
+        let is_dir = match entry.file_type() {
+            Ok(kind) if !kind.is_symlink() => kind.is_dir(),
+            _ => path.is_dir(),
+        };
+        found.push((entry.file_name().to_string_lossy().into_owned(), path, is_dir));
     }
-    found.sort_by(|a, b| a.1.cmp(&b.1));
+    // Siblings share their parent, so raw bytes order them by name.
+    found.sort_by(|a, b| a.1.as_os_str().cmp(b.1.as_os_str()));
     Ok(found)
 }
 
-/// The image files under `dir`, sub-folders included, sorted by path;
-/// everything else goes to `skipped`. Linked folders are not entered, so a
+/// The image files under `dir` in name order, a sub-folder's files where
+/// the sub-folder's name sorts; everything else goes to `skipped`. Linked folders are not entered, so a
 /// link cycle cannot make the walk endless.
 fn class_files(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -232,7 +233,6 @@ fn class_files(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<P
             files.push(path);
         }
     }
-    files.sort();
     Ok(files)
 }
 
@@ -487,12 +487,12 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
     let samples: Vec<&Sample> = plan.train.iter().chain(&plan.test).collect();
 
     // Every header first: one channel count and one size for the whole dataset.
-    let headers: Vec<std::result::Result<Header, String>> =
-        samples.par_iter().map(|s| read_file(&s.path).and_then(|b| read_header(&b))).collect();
-    let c = options.channels.unwrap_or_else(|| common_channels(headers.iter().flatten()));
+    let paths: Vec<&Path> = samples.iter().map(|s| s.path.as_path()).collect();
+    let mut probes = probe_files(&paths, false);
+    let c = options.channels.unwrap_or_else(|| common_channels(headers(&probes)));
     let (h, w) = match options.size {
         Some(size) => size,
-        None => common_size(root, &samples, &headers)?,
+        None => common_size(root, &paths, &probes)?,
     };
     let target = Target { c, h, w };
 
@@ -501,10 +501,10 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
     let mut pixels = vec![0u8; samples.len() * len];
     let outcomes: Vec<std::result::Result<(), String>> = pixels
         .par_chunks_mut(len)
-        .zip(samples.par_iter().zip(headers.par_iter()))
-        .map_init(Vec::new, |scratch, (slot, (sample, header))| {
-            header.as_ref().map_err(Clone::clone)?;
-            decode(&read_file(&sample.path)?, target, scratch, slot)
+        .zip(paths.par_iter().zip(probes.par_iter_mut()))
+        .map_init(Vec::new, |scratch, (slot, (path, probe))| {
+            probe.header.as_ref().map_err(Clone::clone)?;
+            decode(&probe.take_bytes(path)?, target, scratch, slot)
         })
         .collect();
 
@@ -518,7 +518,7 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
         return Err(bad_files(root, &bad));
     }
 
-    let conversions = conversions(&headers, &outcomes, target);
+    let conversions = conversions(&probes, &outcomes, target);
     let split = assemble(root, &plan, pixels, &outcomes, target)?;
     let report =
         ImportReport { skipped: layout.skipped, bad, conversions, warnings: plan.warnings };
@@ -542,7 +542,9 @@ fn assemble(
         if outcome.is_err() {
             continue;
         }
-        pixels.copy_within(i * len..(i + 1) * len, kept * len);
+        if kept < i {
+            pixels.copy_within(i * len..(i + 1) * len, kept * len);
+        }
         kept += 1;
         let labels = if i < plan.train.len() { &mut train_labels } else { &mut test_labels };
         labels.push(sample.label);
@@ -565,14 +567,14 @@ fn assemble(
 
 /// Counts of each conversion applied to the good images.
 fn conversions(
-    headers: &[std::result::Result<Header, String>],
+    probes: &[Probe],
     outcomes: &[std::result::Result<(), String>],
     target: Target,
 ) -> BTreeMap<String, usize> {
     let plain = if target.c == 1 { Mode::Grey } else { Mode::Rgb };
     let mut counts = BTreeMap::new();
-    for (header, _) in headers.iter().zip(outcomes).filter(|(_, o)| o.is_ok()) {
-        let Ok(header) = header else { continue };
+    for (probe, _) in probes.iter().zip(outcomes).filter(|(_, o)| o.is_ok()) {
+        let Ok(header) = &probe.header else { continue };
         if header.mode != plain {
             let key = format!("{} -> {}", header.mode.name(), plain.name());
             *counts.entry(key).or_insert(0) += 1;
@@ -583,6 +585,11 @@ fn conversions(
         }
     }
     counts
+}
+
+/// The headers that could be read.
+pub(crate) fn headers(probes: &[Probe]) -> impl Iterator<Item = &Header> {
+    probes.iter().filter_map(|probe| probe.header.as_ref().ok())
 }
 
 /// The channel count of most images: 1 when grey images outnumber colour
@@ -609,22 +616,20 @@ pub(crate) fn common_channels<'a>(headers: impl Iterator<Item = &'a Header>) -> 
 ///
 /// [`Error::InvalidData`] listing each size with its count and example
 /// files; or listing the bad files when no image is readable.
-fn common_size(
-    root: &Path,
-    samples: &[&Sample],
-    headers: &[std::result::Result<Header, String>],
-) -> Result<(usize, usize)> {
+fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize, usize)> {
     let mut by_size: BTreeMap<(usize, usize), Vec<&Path>> = BTreeMap::new();
-    for (sample, header) in samples.iter().zip(headers) {
-        if let Ok(header) = header {
-            by_size.entry((header.h, header.w)).or_default().push(&sample.path);
+    for (path, probe) in paths.iter().zip(probes) {
+        if let Ok(header) = &probe.header {
+            by_size.entry((header.h, header.w)).or_default().push(path);
         }
     }
     if by_size.is_empty() {
-        let bad: Vec<(PathBuf, String)> = samples
+        let bad: Vec<(PathBuf, String)> = paths
             .iter()
-            .zip(headers)
-            .filter_map(|(s, h)| h.as_ref().err().map(|why| (s.path.clone(), why.clone())))
+            .zip(probes)
+            .filter_map(|(p, probe)| {
+                probe.header.as_ref().err().map(|why| (p.to_path_buf(), why.clone()))
+            })
             .collect();
         return Err(bad_files(root, &bad));
     }
@@ -714,6 +719,52 @@ pub(crate) fn read_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
+/// Bytes of files kept in memory between reading the headers and decoding,
+/// so each file is opened once; files beyond it are read again. Opening a
+/// file costs more than decoding a small image.
+const KEEP_BYTES: usize = 1 << 30;
+
+/// What the first pass over a file found.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    /// Size and pixel layout, or why the file is bad.
+    pub header: std::result::Result<Header, String>,
+    /// SHA-256 of the file, when asked for and readable.
+    pub hash: Option<[u8; 32]>,
+    /// The file's bytes, while [`KEEP_BYTES`] allows.
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl Probe {
+    /// The file's bytes: kept from the first pass (and released), or read again.
+    pub fn take_bytes(&mut self, path: &Path) -> std::result::Result<Vec<u8>, String> {
+        match self.bytes.take() {
+            Some(bytes) => Ok(bytes),
+            None => read_file(path),
+        }
+    }
+}
+
+/// Reads every file once, in parallel: header, optional content hash, and
+/// the bytes for the decoding pass.
+pub(crate) fn probe_files(paths: &[&Path], hash: bool) -> Vec<Probe> {
+    let kept = AtomicUsize::new(0);
+    paths
+        .par_iter()
+        .map(|path| match read_file(path) {
+            Err(why) => Probe { header: Err(why), hash: None, bytes: None },
+            Ok(bytes) => {
+                let header = read_header(&bytes);
+                let hash = hash.then(|| Sha256::digest(&bytes).into());
+                let room =
+                    kept.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len() <= KEEP_BYTES;
+                let bytes = (room && header.is_ok()).then_some(bytes);
+                Probe { header, hash, bytes }
+            }
+        })
+        .collect()
+}
+
 /// The format of `bytes`, known by its first bytes whatever the extension.
 fn sniff(bytes: &[u8]) -> std::result::Result<Format, String> {
     if bytes.starts_with(&PNG_SIGNATURE) {
@@ -742,23 +793,12 @@ fn reason(err: image::ImageError) -> String {
 }
 
 /// Size and pixel layout of the image in `bytes`, from its header. A JPEG is
-/// also walked to its end marker, since the decoder fills a cut-short
-/// file with grey instead of failing.
+/// walked to its end marker, since the decoder fills a cut-short file with
+/// grey instead of failing.
 pub(crate) fn read_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     let header = match sniff(bytes)? {
         Format::Png => png_header(bytes)?,
-        Format::Jpeg => {
-            check_jpeg_end(bytes)?;
-            let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(reason)?;
-            let (w, h) = decoder.dimensions();
-            let mode = match decoder.color_type() {
-                ColorType::L8 => Mode::Grey,
-                ColorType::La8 => Mode::GreyAlpha,
-                ColorType::Rgba8 => Mode::Rgba,
-                _ => Mode::Rgb,
-            };
-            Header { h: h as usize, w: w as usize, mode }
-        }
+        Format::Jpeg => jpeg_header(bytes)?,
     };
     if header.h == 0 || header.w == 0 {
         return Err(format!("image is {}x{} pixels", header.h, header.w));
@@ -791,12 +831,14 @@ fn png_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     Ok(Header { h, w, mode })
 }
 
-/// Walks the marker segments of a JPEG up to its end-of-image marker.
-/// Segments are skipped by their length (so an embedded thumbnail is not
-/// mistaken for the image), entropy-coded data up to the next marker
-/// (`FF` followed by neither `00` nor a restart code).
-fn check_jpeg_end(bytes: &[u8]) -> std::result::Result<(), String> {
+/// Walks the marker segments of a JPEG up to its end-of-image marker and
+/// returns the size and components of its frame header (SOFn). Segments are
+/// skipped by their length (so an embedded thumbnail is not mistaken for
+/// the image), entropy-coded data up to the next marker (`FF` followed by
+/// neither `00` nor a restart code).
+fn jpeg_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     let truncated = || "truncated: the file ends before its end-of-image marker".to_string();
+    let mut frame = None;
     let mut at = 2;
     loop {
         // Tolerate stray bytes and fill bytes before a marker, as decoders do.
@@ -806,12 +848,27 @@ fn check_jpeg_end(bytes: &[u8]) -> std::result::Result<(), String> {
         let marker = *bytes.get(at + 1).ok_or_else(truncated)?;
         at += 2;
         match marker {
-            0xd9 => return Ok(()),
+            0xd9 => return frame.ok_or_else(|| "JPEG file without a frame header".to_string()),
             0x01 | 0xd0..=0xd7 => continue,
             _ => {}
         }
-        let len = bytes.get(at..at + 2).ok_or_else(truncated)?;
-        at += usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let segment = bytes.get(at..at + 2).ok_or_else(truncated)?;
+        let len = usize::from(u16::from_be_bytes([segment[0], segment[1]]));
+
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision,
+        // height, width, components.
+        if matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
+            let sof = bytes.get(at + 2..at + 8).ok_or_else(truncated)?;
+            let (h, w) =
+                (u16::from_be_bytes([sof[1], sof[2]]), u16::from_be_bytes([sof[3], sof[4]]));
+            let mode = match sof[5] {
+                1 => Mode::Grey,
+                3 | 4 => Mode::Rgb,
+                n => return Err(format!("JPEG with {n} colour components is not supported")),
+            };
+            frame = Some(Header { h: usize::from(h), w: usize::from(w), mode });
+        }
+        at += len;
         if marker == 0xda {
             while at + 1 < bytes.len()
                 && !(bytes[at] == 0xff
@@ -885,10 +942,9 @@ fn to_planes(interleaved: &[u8], c: usize, out: &mut [u8]) {
     let plane = out.len() / 3;
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    for (i, px) in interleaved.chunks_exact(3).enumerate() {
-        r[i] = px[0];
-        g[i] = px[1];
-        b[i] = px[2];
+    let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+    for (px, ((r, g), b)) in interleaved.chunks_exact(3).zip(planes) {
+        (*r, *g, *b) = (px[0], px[1], px[2]);
     }
 }
 
@@ -896,11 +952,14 @@ fn to_planes(interleaved: &[u8], c: usize, out: &mut [u8]) {
 mod tests {
     use super::*;
 
-    /// A minimal JPEG marker stream: SOI, an APP0 segment, SOS with two
-    /// bytes of header and entropy data that holds a stuffed `FF 00` and a
-    /// restart marker, then EOI.
+    /// A minimal JPEG marker stream: SOI, an APP0 segment, a frame header
+    /// (SOF0: 8 bits, 2 high, 3 wide, one component), SOS with two bytes of
+    /// header and entropy data that holds a stuffed `FF 00` and a restart
+    /// marker, then EOI.
     fn jpeg_stream() -> Vec<u8> {
         let mut bytes = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0xaa, 0xbb];
+        bytes
+            .extend([0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x02, 0x00, 0x03, 0x01, 0x01, 0x11, 0x00]);
         bytes.extend([0xff, 0xda, 0x00, 0x04, 0x01, 0x02]);
         bytes.extend([0x12, 0xff, 0x00, 0x34, 0xff, 0xd0, 0x56]);
         bytes.extend([0xff, 0xd9]);
@@ -910,16 +969,17 @@ mod tests {
     #[test]
     fn jpeg_end_marker_is_found_past_stuffed_bytes() {
         let bytes = jpeg_stream();
-        assert_eq!(check_jpeg_end(&bytes), Ok(()));
+        let header = Header { h: 2, w: 3, mode: Mode::Grey };
+        assert_eq!(jpeg_header(&bytes), Ok(header));
 
         // Data after the end marker (as some cameras append) is allowed.
         let mut trailing = bytes.clone();
         trailing.extend([0x00, 0xff, 0xda]);
-        assert_eq!(check_jpeg_end(&trailing), Ok(()));
+        assert_eq!(jpeg_header(&trailing), Ok(header));
 
         // Any cut before the end marker is found.
         for cut in 3..bytes.len() - 1 {
-            let err = check_jpeg_end(&bytes[..cut]).unwrap_err();
+            let err = jpeg_header(&bytes[..cut]).unwrap_err();
             assert!(err.starts_with("truncated"), "cut {cut}: {err}");
         }
     }
@@ -929,8 +989,13 @@ mod tests {
         // An APP1 segment whose payload holds FF D9 (as an embedded
         // thumbnail does), then a scan cut short.
         let mut bytes = vec![0xff, 0xd8, 0xff, 0xe1, 0x00, 0x06, 0xff, 0xd8, 0xff, 0xd9];
+        bytes.extend(&jpeg_stream()[8..21]);
         bytes.extend([0xff, 0xda, 0x00, 0x02, 0x11, 0x22]);
-        assert!(check_jpeg_end(&bytes).is_err());
+        assert!(jpeg_header(&bytes).unwrap_err().starts_with("truncated"));
+
+        // Complete, but without a frame header.
+        let bare = [0xff, 0xd8, 0xff, 0xda, 0x00, 0x02, 0x11, 0xff, 0xd9];
+        assert_eq!(jpeg_header(&bare), Err("JPEG file without a frame header".into()));
     }
 
     #[test]
@@ -953,6 +1018,7 @@ mod tests {
         assert!(sniff(b"").unwrap_err().contains("empty"));
         assert!(sniff(b"hello").unwrap_err().contains("neither"));
         assert_eq!(sniff(&jpeg_stream()), Ok(Format::Jpeg));
+        assert_eq!(read_header(&jpeg_stream()).map(|h| h.w), Ok(3));
     }
 
     #[test]

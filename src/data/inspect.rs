@@ -15,8 +15,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::folder::{
-    check_options, common_channels, decode, read_file, read_header, relative, scan, target_name,
-    ClassDir, Header, Layout, Target,
+    check_options, common_channels, decode, headers, probe_files, relative, scan, target_name,
+    ClassDir, Layout, Probe, Target,
 };
 use super::{is_image_folder, load_with, Dataset, ImportReport, LoadOptions, Split, DATASETS};
 use crate::Result;
@@ -288,9 +288,6 @@ struct Entry<'a> {
     path: &'a Path,
 }
 
-/// What reading one file found: its content hash (if readable) and header.
-type Probe = (Option<[u8; 32]>, std::result::Result<Header, String>);
-
 /// Per-thread state of the decoding pass.
 struct Tally {
     hists: Vec<[u64; 256]>,
@@ -352,29 +349,25 @@ pub fn inspect_folder(root: &Path, options: &LoadOptions) -> Result<Inspection> 
         .collect();
     let split_names: Vec<String> = splits.iter().map(|(name, _)| name.clone()).collect();
 
-    // Pass 1: content hash and header of every file.
-    let probes: Vec<Probe> = entries
-        .par_iter()
-        .map(|e| match read_file(e.path) {
-            Ok(bytes) => (Some(Sha256::digest(&bytes).into()), read_header(&bytes)),
-            Err(why) => (None, Err(why)),
-        })
-        .collect();
+    // Pass 1: header and content hash of every file.
+    let paths: Vec<&Path> = entries.iter().map(|e| e.path).collect();
+    let mut probes = probe_files(&paths, true);
     let c = options.channels.unwrap_or_else(|| common_channels(headers(&probes)));
 
     // Pass 2: decode everything; the first split's pixels feed the histograms.
     let tally = entries
         .par_iter()
-        .zip(probes.par_iter())
+        .zip(probes.par_iter_mut())
         .enumerate()
         .fold(
             || Tally::new(c),
-            |mut t, (i, (entry, (_, header)))| {
-                let Ok(header) = header else { return t };
+            |mut t, (i, (entry, probe))| {
+                let Ok(header) = probe.header else { return t };
                 let (h, w) = options.size.unwrap_or((header.h, header.w));
                 t.planes.resize(c * h * w, 0);
                 let target = Target { c, h, w };
-                let decoded = read_file(entry.path)
+                let decoded = probe
+                    .take_bytes(entry.path)
                     .and_then(|bytes| decode(&bytes, target, &mut t.scratch, &mut t.planes));
                 match decoded {
                     Err(why) => t.failed.push((i, why)),
@@ -388,11 +381,6 @@ pub fn inspect_folder(root: &Path, options: &LoadOptions) -> Result<Inspection> 
 
     let report = FolderFindings { root, layout: &layout, entries: &entries, probes: &probes, c };
     Ok(report.inspection(split_names, tally, options))
-}
-
-/// The headers that could be read.
-fn headers(probes: &[Probe]) -> impl Iterator<Item = &Header> {
-    probes.iter().filter_map(|(_, header)| header.as_ref().ok())
 }
 
 /// Everything the two passes over an image folder found, to be summarised.
@@ -416,7 +404,7 @@ impl FolderFindings<'_> {
             .probes
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, header))| header.as_ref().err().map(|why| (i, why.clone())))
+            .filter_map(|(i, probe)| probe.header.as_ref().err().map(|why| (i, why.clone())))
             .chain(tally.failed)
             .collect();
         bad.sort();
@@ -424,57 +412,9 @@ impl FolderFindings<'_> {
         for (i, _) in &bad {
             good[*i] = false;
         }
-        let path = |i: usize| relative(self.root, self.entries[i].path);
 
-        // Sizes, layouts and conversions of the good images.
-        let good_headers = || {
-            self.probes
-                .iter()
-                .zip(&good)
-                .filter(|(_, &g)| g)
-                .filter_map(|((_, h), _)| h.as_ref().ok())
-        };
-        let mut by_size: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-        let mut modes = BTreeMap::new();
-        let mut conversions = BTreeMap::new();
-        let plain = target_name(self.c);
-        for header in good_headers() {
-            *by_size.entry((header.h, header.w)).or_insert(0) += 1;
-            *modes.entry(header.mode.name().to_string()).or_insert(0) += 1;
-            if header.mode.name() != plain {
-                *conversions.entry(format!("{} -> {plain}", header.mode.name())).or_insert(0) += 1;
-            }
-        }
-        let mut sizes: Vec<SizeCount> = by_size
-            .into_iter()
-            .map(|((height, width), images)| SizeCount { height, width, images })
-            .collect();
-        sizes.sort_by_key(|s| std::cmp::Reverse(s.images));
-
-        // Leaks and duplicates among the good files.
-        let hashes: Vec<(&str, Vec<Option<&[u8; 32]>>)> = split_names
-            .iter()
-            .enumerate()
-            .map(|(s, name)| {
-                let in_split = self
-                    .entries
-                    .iter()
-                    .zip(self.probes)
-                    .zip(&good)
-                    .filter(|((e, _), _)| e.split == s);
-                (
-                    name.as_str(),
-                    in_split.map(|((_, (hash, _)), &g)| hash.as_ref().filter(|_| g)).collect(),
-                )
-            })
-            .collect();
-        let indices: Vec<Vec<usize>> = (0..split_names.len())
-            .map(|s| (0..self.entries.len()).filter(|&i| self.entries[i].split == s).collect())
-            .collect();
-        let train_name = |i: usize| path(indices[0][i]);
-        let test_name = |i: usize| path(indices.get(1).map_or(i, |ix| ix[i]));
-        let (leaks, duplicates) = duplicates(&hashes, &[&train_name, &test_name]);
-
+        let (sizes, modes, conversions) = self.layouts(&good);
+        let (leaks, duplicates) = self.duplicates(&split_names, &good);
         let splits = self.summaries(&split_names, &good);
         let warnings = self.warnings(&split_names, &splits, &sizes, bad.len(), options);
         let (mean, std) = moments(&tally.hists, 255);
@@ -495,11 +435,72 @@ impl FolderFindings<'_> {
             mean,
             std,
             skipped: self.layout.skipped.iter().map(note).collect(),
-            bad: bad.into_iter().map(|(i, reason)| FileNote { path: path(i), reason }).collect(),
+            bad: bad
+                .into_iter()
+                .map(|(i, reason)| FileNote { path: self.path(i), reason })
+                .collect(),
             leaks,
             duplicates,
             warnings,
         }
+    }
+
+    /// File `i` relative to the folder.
+    fn path(&self, i: usize) -> String {
+        relative(self.root, self.entries[i].path)
+    }
+
+    /// Sizes (most common first), pixel layouts and the conversions loading
+    /// would apply, over the good images.
+    fn layouts(
+        &self,
+        good: &[bool],
+    ) -> (Vec<SizeCount>, BTreeMap<String, usize>, BTreeMap<String, usize>) {
+        let mut by_size: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+        let mut modes = BTreeMap::new();
+        let mut conversions = BTreeMap::new();
+        let plain = target_name(self.c);
+        let headers = self
+            .probes
+            .iter()
+            .zip(good)
+            .filter(|(_, &g)| g)
+            .filter_map(|(p, _)| p.header.as_ref().ok());
+        for header in headers {
+            *by_size.entry((header.h, header.w)).or_insert(0) += 1;
+            *modes.entry(header.mode.name().to_string()).or_insert(0) += 1;
+            if header.mode.name() != plain {
+                *conversions.entry(format!("{} -> {plain}", header.mode.name())).or_insert(0) += 1;
+            }
+        }
+        let mut sizes: Vec<SizeCount> = by_size
+            .into_iter()
+            .map(|((height, width), images)| SizeCount { height, width, images })
+            .collect();
+        sizes.sort_by_key(|s| std::cmp::Reverse(s.images));
+        (sizes, modes, conversions)
+    }
+
+    /// Leaks and repeats among the good files, by content hash.
+    fn duplicates(
+        &self,
+        split_names: &[String],
+        good: &[bool],
+    ) -> (Vec<Leak>, BTreeMap<String, usize>) {
+        let indices: Vec<Vec<usize>> = (0..split_names.len())
+            .map(|s| (0..self.entries.len()).filter(|&i| self.entries[i].split == s).collect())
+            .collect();
+        let hashes: Vec<(&str, Vec<Option<&[u8; 32]>>)> = split_names
+            .iter()
+            .zip(&indices)
+            .map(|(name, ix)| {
+                let hash = |&i: &usize| self.probes[i].hash.as_ref().filter(|_| good[i]);
+                (name.as_str(), ix.iter().map(hash).collect())
+            })
+            .collect();
+        let train_name = |i: usize| self.path(indices[0][i]);
+        let test_name = |i: usize| self.path(indices[1][i]);
+        duplicates(&hashes, &[&train_name, &test_name])
     }
 
     /// Readable images per class of each split, classes in folder order.
