@@ -213,8 +213,8 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
 }
 
 /// The image files under `dir` in name order, a sub-folder's files where
-/// the sub-folder's name sorts; everything else goes to `skipped`. Linked folders are not entered, so a
-/// link cycle cannot make the walk endless.
+/// the sub-folder's name sorts; everything else goes to `skipped`. Linked
+/// folders are not entered, so a link cycle cannot make the walk endless.
 fn class_files(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for (name, path, is_dir) in entries(dir)? {
@@ -261,7 +261,8 @@ fn class_dirs(dir: &Path, label: &str, layout: &mut Layout) -> Result<Vec<ClassD
     Ok(classes)
 }
 
-/// Walks an image folder: its splits, class folders and files.
+/// Walks an image folder: its splits, class folders and files. Split
+/// folders are recognised whatever their case (`Train/`, `TEST/`).
 ///
 /// # Errors
 ///
@@ -276,10 +277,14 @@ pub(crate) fn scan(root: &Path) -> Result<Layout> {
         warnings: vec![],
     };
     let top = entries(root)?;
-    let has_dir = |name: &str| top.iter().any(|(n, _, is_dir)| *is_dir && n == name);
+    let find = |want: &str| {
+        top.iter()
+            .find(|(n, _, is_dir)| *is_dir && n.eq_ignore_ascii_case(want))
+            .map(|e| e.0.clone())
+    };
 
     // Without train/, the top-level folders are the classes.
-    if !has_dir("train") {
+    let Some(train) = find("train") else {
         layout.train = class_dirs(root, "the top level", &mut layout)?;
         if layout.train.is_empty() {
             let detail = "no class folders with PNG or JPEG files (expected <class>/<image> or \
@@ -287,38 +292,38 @@ pub(crate) fn scan(root: &Path) -> Result<Layout> {
             return Err(Error::invalid(root, detail));
         }
         return Ok(layout);
-    }
+    };
 
     // With train/, the test split is test/ or else val/; nothing else counts.
-    let test_name = ["test", "val"].into_iter().find(|name| has_dir(name));
+    let test = find("test").or_else(|| find("val"));
     for (name, path, is_dir) in top {
-        if name == "train" || Some(name.as_str()) == test_name {
+        if name == train || Some(&name) == test.as_ref() {
             continue;
         }
         let why = match (foreign(&name), is_dir) {
             (Some(why), true) => format!("{why} folder"),
             (Some(why), false) => format!("{why} file"),
-            (None, true) if name == "val" => "not used: test/ is the test split".into(),
-            (None, true) => "folder beside train/, not a split".into(),
+            (None, true) if name.eq_ignore_ascii_case("val") => {
+                "not used: test/ is the test split".into()
+            }
+            (None, true) => format!("folder beside {train}/, not a split"),
             (None, false) => "loose file at the top level".into(),
         };
         layout.skipped.push((path, why));
     }
-    layout.train = class_dirs(&root.join("train"), "train/", &mut layout)?;
-    if layout.train.is_empty() {
-        let detail = "no class folders with PNG or JPEG files (expected train/<class>/<image>)";
-        return Err(Error::invalid(root.join("train"), detail));
-    }
-    layout.train_dir = Some("train".into());
-    if let Some(name) = test_name {
-        let classes = class_dirs(&root.join(name), &format!("{name}/"), &mut layout)?;
+    for name in [Some(train), test].into_iter().flatten() {
+        let classes = class_dirs(&root.join(&name), &format!("{name}/"), &mut layout)?;
         if classes.is_empty() {
             let detail = format!(
                 "no class folders with PNG or JPEG files (expected {name}/<class>/<image>)"
             );
-            return Err(Error::invalid(root.join(name), detail));
+            return Err(Error::invalid(root.join(&name), detail));
         }
-        layout.test = Some((name.to_string(), classes));
+        if layout.train_dir.is_none() {
+            (layout.train_dir, layout.train) = (Some(name), classes);
+        } else {
+            layout.test = Some((name, classes));
+        }
     }
     Ok(layout)
 }
