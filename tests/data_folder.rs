@@ -337,6 +337,18 @@ fn inspect_finds_leaks_repeats_and_pixel_statistics() {
 }
 
 #[test]
+fn split_folders_are_found_whatever_their_case() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path();
+    classes(root, "Train", &[("a", 2), ("b", 1)]);
+    classes(root, "VAL", &[("a", 1), ("b", 1)]);
+    let (split, report) = load(root, LoadOptions::default());
+    assert_eq!(split.train.classes(), ["a", "b"]);
+    assert_eq!((split.train.len(), split.test.len()), (3, 2));
+    assert!(report.skipped.is_empty() && report.warnings.is_empty());
+}
+
+#[test]
 fn image_folders_are_told_from_idx_folders() {
     let dir = TempDir::new().unwrap();
     let root = dir.path();
