@@ -193,7 +193,8 @@ impl Error {
                     .into(),
             ),
             Error::UnknownDataset { .. } => Some(
-                "a folder of IDX or CIFAR .bin files, or a .csv file, also works as --dataset"
+                "a folder of images (one sub-folder per class), of IDX or CIFAR .bin files, or \
+                 a .csv file also works as --dataset"
                     .into(),
             ),
             _ => None,

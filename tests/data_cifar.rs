@@ -58,7 +58,7 @@ fn load(dir: &Path) -> xent::Result<data::Split> {
 
 fn load_labels(dir: &Path, labels: LabelKind) -> xent::Result<data::Split> {
     let options = LoadOptions { labels, ..Default::default() };
-    data::load_from_with(&dir.to_string_lossy(), Path::new("/unused"), &options)
+    data::load_from_with(&dir.to_string_lossy(), Path::new("/unused"), &options).map(|(s, _)| s)
 }
 
 #[test]

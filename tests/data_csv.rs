@@ -49,7 +49,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 fn load(path: &Path, val_fraction: Option<f64>, seed: u64) -> xent::Result<data::Split> {
     let options = LoadOptions { val_fraction, seed, ..Default::default() };
-    data::load_from_with(&path.to_string_lossy(), Path::new("/unused"), &options)
+    data::load_from_with(&path.to_string_lossy(), Path::new("/unused"), &options).map(|(s, _)| s)
 }
 
 fn message(path: &Path) -> String {

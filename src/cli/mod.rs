@@ -1,6 +1,7 @@
 //! Command-line interface: the subcommands and their arguments.
 
 mod bench;
+mod data;
 mod download;
 mod eval;
 mod explain;
@@ -29,17 +30,11 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Time the standard workloads: training and inference throughput, GFLOP/s.
     Bench(bench::BenchArgs),
-    /// Manage datasets in the data folder.
+    /// Dataset commands: `inspect` audits a dataset, `download` fetches one.
     Data {
         #[command(subcommand)]
-        command: DataCommand,
+        command: data::DataCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum DataCommand {
-    /// Download named datasets and verify their published checksums.
-    Download(download::DownloadArgs),
 }
 
 /// Runs the parsed command.
@@ -50,11 +45,24 @@ pub fn run(cli: Cli) -> xent::Result<()> {
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Bench(args) => bench::run(&args),
-        Command::Data { command: DataCommand::Download(args) } => download::run(&args),
+        Command::Data { command } => data::run(&command),
     }
 }
 
 /// Formats a fraction as a percentage with two decimals, e.g. `98.62%`.
 fn percent(fraction: f64) -> String {
     format!("{:.2}%", 100.0 * fraction)
+}
+
+/// `421642` as `421,642`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }

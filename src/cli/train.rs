@@ -13,14 +13,16 @@ use xent::optim::{OptimizerConfig, OptimizerKind};
 use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
 use xent::Result;
 
-use super::percent;
+use super::data::{parse_size, print_import_report};
+use super::{percent, thousands};
 
 /// Options of `xent train`.
 #[derive(Debug, Args)]
 #[command(after_long_help = SPEC_HELP, allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Dataset: digits (embedded), mnist, fashion-mnist, kmnist, cifar10, cifar100 (from
-    /// $XENT_DATA), a folder of MNIST-style IDX files or CIFAR .bin files, or a pixel .csv file.
+    /// $XENT_DATA), a folder of images (one sub-folder per class, in train/ and test/ or val/),
+    /// a folder of MNIST-style IDX files or CIFAR .bin files, or a pixel .csv file.
     #[arg(long, default_value = "digits")]
     dataset: String,
     /// Download a named dataset first (files already present and verified are kept).
@@ -29,8 +31,19 @@ pub struct TrainArgs {
     /// CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).
     #[arg(long, value_enum, default_value_t = Labels::Fine)]
     labels: Labels,
-    /// Fraction of a .csv dataset held out for testing, stratified by class and drawn with
-    /// --seed (needed unless a labelled test.csv sits beside it).
+    /// Image folders: convert every image to 1 (grey) or 3 (RGB) channels [default: the mode
+    /// most images have, 3 on a tie].
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Image folders: resize every image to HxW with a bilinear filter [default: sizes must
+    /// agree].
+    #[arg(long, value_name = "HxW", value_parser = parse_size)]
+    size: Option<(usize, usize)>,
+    /// Image folders: leave out (and list) files that cannot be decoded instead of failing.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Image folders without test/ or val/, and .csv files without a labelled test.csv beside
+    /// them: hold out this fraction of each class for testing (seeded by --seed).
     #[arg(long, value_name = "F")]
     val_fraction: Option<f64>,
     /// Preset (linear, mlp, lenet) or a model spec such as
@@ -127,12 +140,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Labels::Coarse => LabelKind::Coarse,
     };
     let options = LoadOptions {
-        labels,
+        channels: args.channels,
+        size: args.size,
+        skip_bad: args.skip_bad,
         val_fraction: args.val_fraction,
+        labels,
         seed: args.seed,
-        ..Default::default()
     };
-    let split = xent::data::load_with(&args.dataset, &options)?;
+    let (split, report) = xent::data::load_with(&args.dataset, &options)?;
+    print_import_report(&args.dataset, &report, args.quiet);
     let named = xent::data::DATASETS.contains(&args.dataset.as_str());
     if let (false, Ok(absolute)) = (named, std::fs::canonicalize(&args.dataset)) {
         // A dataset given as a path is recorded absolute, so the model file
@@ -333,17 +349,4 @@ fn human(value: f64) -> String {
         v if v >= 1e3 => format!("{:.1}k", v / 1e3),
         v => format!("{v:.0}"),
     }
-}
-
-/// `421642` as `421,642`.
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

@@ -7,15 +7,20 @@
 //!
 //! [`load`] takes a dataset name (`digits`, `mnist`, `fashion-mnist`,
 //! `kmnist`, `cifar10`, `cifar100`), the path of a folder holding the four
-//! MNIST-style IDX files or CIFAR `.bin` files, or the path of a pixel CSV
-//! file. Named datasets are read from `<data dir>/<name>/`; see [`data_dir`].
-//! [`download()`] fetches them there.
+//! MNIST-style IDX files or CIFAR `.bin` files, the path of an image folder
+//! (see [`read_image_folder`]), or the path of a pixel CSV file. Named
+//! datasets are read from `<data dir>/<name>/`; see [`data_dir`].
+//! [`download()`] fetches them there. [`load_with`] takes import options and
+//! returns what the import did; [`inspect`] audits a dataset without
+//! training.
 
 mod cifar;
 mod csv;
 mod digits;
 mod download;
+mod folder;
 mod idx;
+mod inspect;
 mod loader;
 mod named;
 mod options;
@@ -33,7 +38,12 @@ pub use download::{
     download, extract_tar_gz, fetch, file_url, resolve_mirrors, source, Digests, Event, RemoteFile,
     Source, MIRROR_ENV, SOURCES,
 };
+pub use folder::{is_image_folder, read_image_folder, RESIZE_FILTER};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_split, IdxImages, IDX_FILES};
+pub use inspect::{
+    inspect, inspect_folder, inspect_split, ClassCount, FileNote, Inspection, Leak, SizeCount,
+    SplitSummary,
+};
 pub use loader::{epoch_order, fill_batch, Batches, Normalize, SHUFFLE_STREAM};
 pub use named::{class_names, data_dir, load, load_from, load_from_with, load_with, DATASETS};
 pub use options::{ImportReport, LabelKind, LoadOptions};

@@ -7,7 +7,10 @@
 use super::cifar::{detect_cifar, read_cifar_split, CifarKind};
 use super::cifar::{CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
 use super::csv::{is_csv_path, read_csv_split};
-use super::{digits_split, idx::read_idx_split, numbered_classes, LoadOptions, Split};
+use super::folder::{is_image_folder, read_image_folder};
+use super::{
+    digits_split, idx::read_idx_split, numbered_classes, ImportReport, LoadOptions, Split,
+};
 use crate::{Error, Result};
 use std::env;
 use std::ffi::OsString;
@@ -83,9 +86,10 @@ fn data_dir_with(env_var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
 /// Anything else is taken as a path: a `.csv` (or `.csv.gz`) file is read
 /// by [`read_csv_split`](super::read_csv_split); a folder holding CIFAR
 /// `.bin` files (itself or in its standard sub-folder) as CIFAR-10 or
-/// CIFAR-100; any other folder as the four [`IDX_FILES`](super::IDX_FILES),
-/// with classes `"0"`..`"9"`. Write `./mnist` for a folder that shares a
-/// dataset's name.
+/// CIFAR-100; an image folder (class sub-folders of PNG or JPEG files, see
+/// [`read_image_folder`](super::read_image_folder)); any other folder as the
+/// four [`IDX_FILES`](super::IDX_FILES), with classes `"0"`..`"9"`. Write
+/// `./mnist` for a folder that shares a dataset's name.
 ///
 /// # Errors
 ///
@@ -96,23 +100,25 @@ pub fn load(name_or_path: &str) -> Result<Split> {
     load_from(name_or_path, &data_dir())
 }
 
-/// [`load`] with `options`: CIFAR-100's labels, a CSV file's held-out
-/// fraction and its seed.
-///
-/// # Errors
-///
-/// As [`load`].
-pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<Split> {
-    load_from_with(name_or_path, &data_dir(), options)
-}
-
 /// [`load`] with an explicit data directory in place of [`data_dir`].
 ///
 /// # Errors
 ///
 /// As [`load`].
 pub fn load_from(name_or_path: &str, data_dir: &Path) -> Result<Split> {
-    load_from_with(name_or_path, data_dir, &LoadOptions::default())
+    load_from_with(name_or_path, data_dir, &LoadOptions::default()).map(|(split, _)| split)
+}
+
+/// [`load`] with import options (CIFAR-100's labels, a held-out fraction and
+/// its seed, an image folder's channels, size and bad-file policy),
+/// returning what the import did as well. Each reader uses the options that
+/// apply to it.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<(Split, ImportReport)> {
+    load_from_with(name_or_path, &data_dir(), options)
 }
 
 /// [`load_with`] with an explicit data directory in place of [`data_dir`].
@@ -120,32 +126,41 @@ pub fn load_from(name_or_path: &str, data_dir: &Path) -> Result<Split> {
 /// # Errors
 ///
 /// As [`load`].
-pub fn load_from_with(name_or_path: &str, data_dir: &Path, options: &LoadOptions) -> Result<Split> {
+pub fn load_from_with(
+    name_or_path: &str,
+    data_dir: &Path,
+    options: &LoadOptions,
+) -> Result<(Split, ImportReport)> {
+    let plain = |split: Split| (split, ImportReport::default());
+
     // Known names first: the embedded digits, CIFAR, then the IDX datasets.
     if name_or_path == "digits" {
-        return digits_split();
+        return digits_split().map(plain);
     }
     if let Some(kind) = CifarKind::from_name(name_or_path) {
         let dir = data_dir.join(name_or_path);
-        return read_cifar_split(&dir, name_or_path, kind, options.labels);
+        return read_cifar_split(&dir, name_or_path, kind, options.labels).map(plain);
     }
     if let Some(classes) = class_names(name_or_path) {
-        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes);
+        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes).map(plain);
     }
 
-    // A path: a CSV file, a CIFAR folder or an IDX folder. A missing folder
-    // that is clearly meant as a path is reported as missing IDX files; a
-    // bare word is an unknown name.
+    // A path: a CSV file, a CIFAR folder, an image folder or an IDX folder.
+    // A missing folder that is clearly meant as a path is reported as missing
+    // IDX files; a bare word is an unknown name.
     let path = Path::new(name_or_path);
     if is_csv_path(name_or_path) {
-        return read_csv_split(path, options);
+        return read_csv_split(path, options).map(plain);
     }
     if let Some(kind) = detect_cifar(path) {
-        return read_cifar_split(path, name_or_path, kind, options.labels);
+        return read_cifar_split(path, name_or_path, kind, options.labels).map(plain);
+    }
+    if is_image_folder(path) {
+        return read_image_folder(path, options);
     }
     let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
     if path.is_dir() || looks_like_path {
-        return read_idx_split(path, name_or_path, &numbered_classes(10));
+        return read_idx_split(path, name_or_path, &numbered_classes(10)).map(plain);
     }
     Err(Error::UnknownDataset { name: name_or_path.into(), known: DATASETS.join(", ") })
 }

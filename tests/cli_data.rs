@@ -1,0 +1,188 @@
+//! The `xent` binary on image folders written here: `xent data inspect`
+//! (text and JSON, folders and named datasets), and `xent train` end to end
+//! with the import options, its report and its one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use image::{ImageBuffer, Rgb};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn xent(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xent"));
+    command.args(args).env("XENT_DATA", "/nonexistent-xent-data");
+    command.output().expect("the xent binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An RGB `h`×`w` PNG whose pixel `(x, y)` is `base + (x + y, 2x, 3y)`.
+fn rgb(path: &Path, h: u32, w: u32, base: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let pixel =
+        |x: u32, y: u32| Rgb([base + (x + y) as u8, base + 2 * x as u8, base + 3 * y as u8]);
+    ImageBuffer::from_fn(w, h, pixel).save(path).unwrap();
+}
+
+/// `train/<class>/` with `train` images and `test/<class>/` with `test`
+/// images of 8×8 for the classes `cat` and `dog`, plus a `.DS_Store`. Image
+/// `i` of class `k` has base `100k + 3i` (+1 in the test split), mod 120.
+fn pets(root: &Path, train: usize, test: usize) {
+    for (k, class) in ["cat", "dog"].iter().enumerate() {
+        for (split, n, offset) in [("train", train, 0), ("test", test, 1)] {
+            for i in 0..n {
+                let base = ((100 * k + 3 * i + offset) % 120) as u8;
+                rgb(&root.join(format!("{split}/{class}/{i:03}.png")), 8, 8, base);
+            }
+        }
+    }
+    std::fs::write(root.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+}
+
+#[test]
+fn inspect_prints_a_summary_and_json() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path();
+    pets(root, 3, 1);
+    let path = root.to_str().unwrap();
+
+    // Text: the class table and the findings, one labelled line each.
+    let out = xent(&["data", "inspect", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "classes   2: cat, dog",
+        "images    train 6 | test 2",
+        "sizes     8x8: 8 (height x width)",
+        "modes     RGB: 8 -> 3 channel(s)",
+        "skipped   1",
+        ".DS_Store: hidden file",
+        "leaks     0 test image(s)",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["dog", "3", "1"]));
+
+    // JSON: one object with the same numbers; the red channel's mean is
+    // the mean of base + x + y over the training images.
+    let out = xent(&["data", "inspect", path, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["classes"], serde_json::json!(["cat", "dog"]));
+    assert_eq!(json["splits"][0]["classes"][1], serde_json::json!({"class": "dog", "images": 3}));
+    assert_eq!(json["sizes"], serde_json::json!([{"height": 8, "width": 8, "images": 8}]));
+    assert_eq!(json["channels"], 3);
+    let bases = [0.0, 3.0, 6.0, 100.0, 103.0, 106.0];
+    let red_mean = (bases.iter().sum::<f64>() / 6.0 + 7.0) / 255.0;
+    let got = json["mean"][0].as_f64().unwrap();
+    assert!((got - red_mean).abs() < 1e-12, "{got} vs {red_mean}");
+    assert_eq!(json["leaks"], serde_json::json!([]));
+}
+
+#[test]
+fn inspect_reports_what_applies_to_a_named_dataset() {
+    let out = xent(&["data", "inspect", "digits", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["format"], "embedded");
+    assert_eq!(json["max_value"], 16);
+    assert_eq!(json["sizes"], serde_json::json!([{"height": 8, "width": 8, "images": 1797}]));
+    assert_eq!(json["modes"], serde_json::json!({"grey": 1797}));
+    assert_eq!(json["classes"].as_array().unwrap().len(), 10);
+    let mean = json["mean"][0].as_f64().unwrap();
+    assert!(mean > 0.1 && mean < 0.5, "{mean}");
+
+    // A name that is not a dataset: one line, exit 2.
+    let out = xent(&["data", "inspect", "mnits"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("error: unknown dataset \"mnits\""), "{}", stderr(&out));
+}
+
+#[test]
+fn train_on_an_image_folder_keeps_its_class_names() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("pets");
+    pets(&data, 100, 2);
+    let run = dir.path().join("run");
+    let model = "conv(4,3,pad=1)-relu-maxpool(2)-flatten-linear";
+    let args = ["train", "--dataset", data.to_str().unwrap(), "--model", model, "--epochs", "1"];
+    let out = xent(&[&args[..], &["--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("import skipped 1 entry (hidden"), "{text}");
+    assert!(text.contains("input=[3, 8, 8] classes=2 train=200 test=4"), "{text}");
+
+    let model = xent::io::Model::load(&run).unwrap();
+    assert_eq!(model.info.classes, ["cat", "dog"]);
+    assert_eq!(model.info.input_shape, [3, 8, 8]);
+}
+
+#[test]
+fn train_lists_bad_files_and_skips_them_when_asked() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("pets");
+    pets(&data, 2, 1);
+    std::fs::write(data.join("train/cat/broken.png"), b"\x89PNG\r\n\x1a\n cut").unwrap();
+    let run = dir.path().join("run");
+    let data_arg = data.to_str().unwrap();
+    let base = ["train", "--dataset", data_arg, "--model", "linear", "--batch-size", "1"];
+    let out = xent(&[&base[..], &["--out", run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("1 file cannot be decoded: train/cat/broken.png (PNG file"), "{err}");
+    assert!(!run.exists(), "no run folder for a refused dataset");
+
+    let out = xent(&[&base[..], &["--out", run.to_str().unwrap(), "--skip-bad"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("import left out 1 file that cannot be decoded"), "{text}");
+    assert!(text.contains("train/cat/broken.png: PNG file without its header"), "{text}");
+}
+
+#[test]
+fn train_holds_out_resizes_and_converts_on_request() {
+    // One folder, no splits, two sizes, RGB.
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("shapes");
+    for i in 0..8u8 {
+        let side = if i % 2 == 0 { 8 } else { 12 };
+        let path = data.join(if i < 4 { "round" } else { "square" }).join(format!("{i}.png"));
+        rgb(&path, side, side, 10 * i);
+    }
+    let path = data.to_str().unwrap();
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let base =
+            ["train", "--dataset", path, "--model", "linear", "--batch-size", "1", "--force"];
+        xent(&[&base[..], &["--out", run.to_str().unwrap()], extra].concat())
+    };
+
+    // Each missing option is asked for in turn.
+    let err = stderr(&train(&[]));
+    assert!(err.contains("--val-fraction F"), "{err}");
+    let err = stderr(&train(&["--val-fraction", "0.25"]));
+    assert!(err.contains("images differ in size") && err.contains("--size HxW"), "{err}");
+
+    let out = train(&["--val-fraction", "0.25", "--size", "6x6", "--channels", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("input=[1, 6, 6] classes=2 train=6 test=2"), "{text}");
+    assert!(
+        text.contains("RGB -> grey: 8") && text.contains("resized to 6x6 (bilinear): 8"),
+        "{text}"
+    );
+
+    // Option values xent cannot use: exit 2.
+    for bad in [&["--channels", "2"][..], &["--size", "0x3"], &["--val-fraction", "1.5"]] {
+        let out = train(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+}
