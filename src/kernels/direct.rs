@@ -18,6 +18,10 @@ use super::Window;
 /// those lanes only feed outputs that are never stored.
 pub const SLACK: usize = 16;
 
+/// Taps per pass of [`conv_rows`]: 96 taps touch at most 192 cache lines
+/// (12 KiB) of the image, which stay in L1 while every panel of weights runs.
+const TAPS_PER_BLOCK: usize = 1024;
+
 /// Geometry of a padded image and its tap offsets.
 #[derive(Clone, Debug, Default)]
 pub struct Padded {
@@ -170,7 +174,7 @@ pub fn available() -> bool {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PackedA, MR};
+    use super::{PackedA, MR, TAPS_PER_BLOCK};
 
     /// Store masks for a tile of `width` (1..=16) lanes.
     unsafe fn masks(width: usize) -> [__m256i; 2] {
@@ -219,14 +223,22 @@ mod avx2 {
                 let masks = masks(width);
                 let src = xp.add(oy * wp + j0);
                 let dst = y.as_mut_ptr().add(oy * ow + j0);
-                for panel in 0..m.div_ceil(MR) {
-                    let rows = MR.min(m - panel * MR);
-                    let a = w.panel(panel).as_ptr();
-                    let c = dst.add(panel * MR * p);
-                    if width > 8 {
-                        tile::<2>(a, src, offsets, k, c, p, rows, &masks, accumulate);
-                    } else {
-                        tile::<1>(a, src, offsets, k, c, p, rows, &masks, accumulate);
+
+                // Taps in blocks, every panel over one block before the next:
+                // a block's image segments (two cache lines each, unaligned)
+                // then stay in L1 across all output channels.
+                for k0 in (0..k).step_by(TAPS_PER_BLOCK) {
+                    let taps = &offsets[k0..(k0 + TAPS_PER_BLOCK).min(k)];
+                    let add = accumulate || k0 > 0;
+                    for panel in 0..m.div_ceil(MR) {
+                        let rows = MR.min(m - panel * MR);
+                        let a = w.panel(panel).as_ptr().add(k0 * MR);
+                        let c = dst.add(panel * MR * p);
+                        if width > 8 {
+                            tile::<2>(a, src, taps, c, p, rows, &masks, add);
+                        } else {
+                            tile::<1>(a, src, taps, c, p, rows, &masks, add);
+                        }
                     }
                 }
             }
@@ -294,7 +306,6 @@ mod avx2 {
         a: *const f32,
         src: *const f32,
         offsets: &[usize],
-        k: usize,
         c: *mut f32,
         ldc: usize,
         rows: usize,
@@ -302,7 +313,7 @@ mod avx2 {
         accumulate: bool,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; MR];
-        for (kk, &offset) in offsets.iter().enumerate().take(k) {
+        for (kk, &offset) in offsets.iter().enumerate() {
             let b_row = src.add(offset);
             let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(b_row.add(8 * v)));
             let a_col = a.add(kk * MR);

@@ -1,7 +1,13 @@
 //! Elementwise activations.
 
+use rayon::prelude::*;
+
 use super::{Layer, Mode};
 use crate::tensor::Tensor;
+
+/// Elements per task: large enough that the pool's overhead is small, small
+/// enough that a batch splits over the threads.
+const CHUNK: usize = 1 << 15;
 
 /// `y = max(x, 0)`. Its derivative at 0 is taken as 0 and a NaN passes
 /// through, as in PyTorch.
@@ -29,8 +35,11 @@ impl Layer for Relu {
     fn backward(&mut self, _x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
         // y > 0 exactly where x > 0, so the output doubles as the mask.
         if let Some(dx) = dx {
-            let grads = dx.data_mut().iter_mut().zip(dy.data()).zip(y.data());
-            grads.for_each(|((dx, &dy), &y)| *dx = if y > 0.0 { dy } else { 0.0 });
+            let dxs = dx.data_mut().par_chunks_mut(CHUNK).zip(dy.data().par_chunks(CHUNK));
+            dxs.zip(y.data().par_chunks(CHUNK)).for_each(|((dx, dy), y)| {
+                let grads = dx.iter_mut().zip(dy).zip(y);
+                grads.for_each(|((dx, &dy), &y)| *dx = if y > 0.0 { dy } else { 0.0 });
+            });
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Flatten `[n, c, h, w]` to `[n, c·h·w]`, channel-major as PyTorch's
 //! `nn.Flatten` does.
 
+use rayon::prelude::*;
+
 use super::{Layer, Mode};
 use crate::tensor::Tensor;
 
@@ -19,12 +21,19 @@ impl Layer for Flatten {
 
     fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         // Row-major storage is already flat; only the shape changes.
-        y.data_mut().copy_from_slice(x.data());
+        parallel_copy(y.data_mut(), x.data());
     }
 
     fn backward(&mut self, _x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
         if let Some(dx) = dx {
-            dx.data_mut().copy_from_slice(dy.data());
+            parallel_copy(dx.data_mut(), dy.data());
         }
     }
+}
+
+/// A copy split over the thread pool.
+fn parallel_copy(dst: &mut [f32], src: &[f32]) {
+    const CHUNK: usize = 1 << 15;
+    let pairs = dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK));
+    pairs.for_each(|(d, s)| d.copy_from_slice(s));
 }

@@ -4,6 +4,7 @@
 
 use super::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::nn::Param;
+use rayon::prelude::*;
 
 /// Adam, or AdamW when weight decay is decoupled.
 ///
@@ -178,14 +179,22 @@ impl Factors {
 }
 
 /// One Adam step over a parameter's elements.
+/// Large parameters are split over the thread pool; every element is
+/// independent, so the result does not depend on the split.
 fn update(p: &mut [f32], g: &[f32], slot: &mut Slot, f: &Factors) {
-    let moments = slot.m.iter_mut().zip(slot.v.iter_mut());
-    for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(moments) {
-        let g = g + f.l2 * *p;
-        f.moments(g, m, v);
-        *p = f.apply(*p, *m, *v);
-    }
+    let params = p.par_chunks_mut(PARALLEL_CHUNK).zip(g.par_chunks(PARALLEL_CHUNK));
+    let moments = slot.m.par_chunks_mut(PARALLEL_CHUNK).zip(slot.v.par_chunks_mut(PARALLEL_CHUNK));
+    params.zip(moments).for_each(|((p, g), (m, v))| {
+        for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+            let g = g + f.l2 * *p;
+            f.moments(g, m, v);
+            *p = f.apply(*p, *m, *v);
+        }
+    });
 }
+
+/// Elements per task when a parameter's update is split over threads.
+const PARALLEL_CHUNK: usize = 1 << 15;
 
 /// One AMSGrad step: the denominator uses the running maximum of `v`.
 fn update_amsgrad(p: &mut [f32], g: &[f32], slot: &mut Slot, f: &Factors) {

@@ -5,6 +5,7 @@
 
 use super::{Optimizer, OptimizerConfig};
 use crate::nn::Param;
+use rayon::prelude::*;
 
 /// SGD with momentum, dampening, Nesterov momentum and weight decay.
 ///
@@ -106,6 +107,9 @@ impl Optimizer for Sgd {
     }
 }
 
+/// Elements per task when a parameter's update is split over threads.
+const PARALLEL_CHUNK: usize = 1 << 15;
+
 /// The scalars of one step, in the precision of the update.
 struct Factors {
     lr: f32,
@@ -118,10 +122,13 @@ struct Factors {
 /// `p -= lr * (g + wd * p)`. With `wd = 0` the decay term is exactly 0 for
 /// finite parameters, so one loop serves both cases.
 fn descend(p: &mut [f32], g: &[f32], f: &Factors) {
-    for (p, &g) in p.iter_mut().zip(g) {
-        let d = g + f.wd * *p;
-        *p -= f.lr * d;
-    }
+    let chunks = p.par_chunks_mut(PARALLEL_CHUNK).zip(g.par_chunks(PARALLEL_CHUNK));
+    chunks.for_each(|(p, g)| {
+        for (p, &g) in p.iter_mut().zip(g) {
+            let d = g + f.wd * *p;
+            *p -= f.lr * d;
+        }
+    });
 }
 
 /// The first step with momentum, where `buf` already holds `d`: Nesterov
@@ -139,14 +146,19 @@ fn first_momentum_step(p: &mut [f32], buf: &[f32], f: &Factors, nesterov: bool) 
 }
 
 /// A step after the first: update `buf` from `d = g + wd * p`, then move `p`.
+/// Large parameters are split over the thread pool; every element is
+/// independent, so the result does not depend on the split.
 fn momentum_step<const NESTEROV: bool>(p: &mut [f32], g: &[f32], buf: &mut [f32], f: &Factors) {
     assert_eq!(p.len(), buf.len(), "a parameter changed size between optimizer steps");
-    for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-        let d = g + f.wd * *p;
-        *b = f.momentum * *b + f.undamped * d;
-        let u = if NESTEROV { d + f.momentum * *b } else { *b };
-        *p -= f.lr * u;
-    }
+    let chunks = p.par_chunks_mut(PARALLEL_CHUNK).zip(g.par_chunks(PARALLEL_CHUNK));
+    chunks.zip(buf.par_chunks_mut(PARALLEL_CHUNK)).for_each(|((p, g), buf)| {
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+            let d = g + f.wd * *p;
+            *b = f.momentum * *b + f.undamped * d;
+            let u = if NESTEROV { d + f.momentum * *b } else { *b };
+            *p -= f.lr * u;
+        }
+    });
 }
 
 #[cfg(test)]
