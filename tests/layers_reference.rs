@@ -157,3 +157,32 @@ fn relu_matches_pytorch() {
     assert_close("relu f32", got.y.data(), &tensor(&case["outputs_f32"]["output"]).data, 0.0, 0.0);
     assert_close("relu f32 dx", got.dx.data(), &tensor(&case["grads_f32"]["x"]).data, 0.0, 0.0);
 }
+
+// One image is computed by splitting its output channels over threads, a
+// batch by splitting images; both must give the same numbers.
+#[test]
+fn conv2d_single_image_matches_the_batched_path() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    pool.install(|| {
+        let config = Conv2dConfig {
+            in_channels: 3,
+            out_channels: 20,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 1,
+            bias: true,
+        };
+        let mut layer = Conv2d::new(config, &mut Rng::new(3, 0));
+        let mut rng = Rng::new(4, 0);
+        let batch: Vec<f32> = (0..2 * 3 * 9 * 11).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let x2 = Tensor::from_vec(&[2, 3, 9, 11], batch.clone()).unwrap();
+        let x1 = Tensor::from_vec(&[1, 3, 9, 11], batch[..3 * 9 * 11].to_vec()).unwrap();
+
+        let mut y2 = Tensor::zeros(&layer.output_shape(x2.shape()));
+        layer.forward(&x2, &mut y2, Mode::Eval);
+        let mut y1 = Tensor::zeros(&layer.output_shape(x1.shape()));
+        layer.forward(&x1, &mut y1, Mode::Eval);
+        assert_eq!(y1.data(), &y2.data()[..y1.numel()]);
+    });
+}

@@ -94,13 +94,37 @@ pub fn conv_rows(
     base: usize,
     pad: &Padded,
     offsets: &[usize],
+    dims: (usize, usize),
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    let panels = 0..w.rows().div_ceil(MR);
+    conv_rows_panels(w, panels, xp, base, pad, offsets, dims, y, accumulate);
+}
+
+/// [`conv_rows`] for the output channels of `panels` only (each [`MR`]
+/// channels of `w`); `y` starts at the first of them. Lets threads split the
+/// channels of one image.
+///
+/// # Panics
+///
+/// As [`conv_rows`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_rows_panels(
+    w: &PackedA,
+    panels: std::ops::Range<usize>,
+    xp: &[f32],
+    base: usize,
+    pad: &Padded,
+    offsets: &[usize],
     (oh, ow): (usize, usize),
     y: &mut [f32],
     accumulate: bool,
 ) {
-    let m = w.rows();
+    let channels = (panels.end * MR).min(w.rows()).saturating_sub(panels.start * MR);
+    assert!(panels.end <= w.rows().div_ceil(MR), "conv_rows: panels beyond w");
     assert_eq!(w.depth(), offsets.len(), "conv_rows: one weight column per tap");
-    assert!(y.len() >= m * oh * ow, "conv_rows: y too short");
+    assert!(y.len() >= channels * oh * ow, "conv_rows: y too short");
     // The last tile of a row reads up to 15 lanes past the row's last output.
     let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow + 15);
     assert!(xp.len() >= base + reach, "conv_rows: padded image too short");
@@ -110,7 +134,7 @@ pub fn conv_rows(
     // SAFETY: AVX2 and FMA are present (asserted); every load reaches at most
     // `base + reach` (asserted within xp) and every store stays within y.
     unsafe {
-        avx2::conv_rows(w, xp.as_ptr().add(base), pad.wp, offsets, oh, ow, y, accumulate);
+        avx2::conv_rows(w, panels, xp.as_ptr().add(base), pad.wp, offsets, oh, ow, y, accumulate);
     }
 }
 
@@ -207,6 +231,7 @@ mod avx2 {
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn conv_rows(
         w: &PackedA,
+        panels: std::ops::Range<usize>,
         xp: *const f32,
         wp: usize,
         offsets: &[usize],
@@ -230,10 +255,10 @@ mod avx2 {
                 for k0 in (0..k).step_by(TAPS_PER_BLOCK) {
                     let taps = &offsets[k0..(k0 + TAPS_PER_BLOCK).min(k)];
                     let add = accumulate || k0 > 0;
-                    for panel in 0..m.div_ceil(MR) {
+                    for panel in panels.clone() {
                         let rows = MR.min(m - panel * MR);
                         let a = w.panel(panel).as_ptr().add(k0 * MR);
-                        let c = dst.add(panel * MR * p);
+                        let c = dst.add((panel - panels.start) * MR * p);
                         if width > 8 {
                             tile::<2>(a, src, taps, c, p, rows, &masks, add);
                         } else {

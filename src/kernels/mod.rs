@@ -11,8 +11,9 @@ mod peak;
 mod pool;
 
 pub use self::gemm::Gemm;
-pub use direct::{conv_rows, conv_weight_grad, pad_image, Padded, SLACK};
+pub use direct::{conv_rows, conv_rows_panels, conv_weight_grad, pad_image, Padded, SLACK};
 pub use dot::dot;
+pub use packed::MR;
 
 /// Whether the direct (stride-1, unfolding-free) convolution runs on this CPU.
 pub fn direct_conv_available() -> bool {

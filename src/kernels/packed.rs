@@ -10,8 +10,9 @@
 
 use std::ops::Range;
 
-/// Rows of `a` per panel: one broadcast each per step of the inner loop.
-pub(super) const MR: usize = 6;
+/// Rows of `a` per panel (output channels per tile of the convolution
+/// kernels): one broadcast each per step of the inner loop.
+pub const MR: usize = 6;
 
 /// Columns of `c` per tile: two 8-lane vectors.
 const NR: usize = 16;
@@ -215,22 +216,40 @@ mod avx2 {
 
         // Inner dimension in blocks of KC; within one, column blocks outside,
         // so one KC×16 block of b stays in L1 while every panel of a passes.
+        // With several panels to serve, the block is first copied to a
+        // contiguous buffer: rows of b a power-of-two apart (a 9216-wide
+        // layer, a 1024² matrix) would otherwise share a few L1 sets and
+        // evict each other.
+        let copy_b = panels.len() >= 3;
+        let mut block = AlignedBlock([0.0; KC * NR]);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             let add = accumulate || k0 > 0;
             for j0 in (0..n).step_by(NR) {
                 let width = NR.min(n - j0);
                 let masks = tail_masks(width);
-                let b_block = b.as_ptr().add(k0 * ldb + j0);
+                let (b_block, b_stride) = if copy_b {
+                    for p in 0..kc {
+                        let src = &b[(k0 + p) * ldb + j0..(k0 + p) * ldb + j0 + width];
+                        block.0[p * NR..p * NR + width].copy_from_slice(src);
+                    }
+                    (block.0.as_ptr(), NR)
+                } else {
+                    (b.as_ptr().add(k0 * ldb + j0), ldb)
+                };
                 for panel in panels.clone() {
                     let rows = MR.min(m - panel * MR);
                     let a_panel = a.data.as_ptr().add(panel * MR * k + k0 * MR);
                     let c_tile = c.as_mut_ptr().add((panel - first) * MR * ldc + j0);
-                    tile(a_panel, b_block, ldb, kc, c_tile, ldc, rows, width, &masks, add);
+                    tile(a_panel, b_block, b_stride, kc, c_tile, ldc, rows, width, &masks, add);
                 }
             }
         }
     }
+
+    /// A KC×16 block of b, aligned to a cache line.
+    #[repr(align(64))]
+    struct AlignedBlock([f32; KC * NR]);
 
     /// One `rows × width` tile (at most 6 × 16) of `c`.
     #[target_feature(enable = "avx2,fma")]

@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use super::{default_init_bound, Layer, Mode, Param};
 use crate::kernels::{
-    col2im, conv_rows, conv_weight_grad, direct_conv_available, gemm_packed, im2col, im2row,
-    pad_image, PackedA, Padded, Window, SLACK,
+    col2im, conv_rows, conv_rows_panels, conv_weight_grad, direct_conv_available, gemm_packed,
+    im2col, im2row, pad_image, PackedA, Padded, Window, MR, SLACK,
 };
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -299,6 +299,12 @@ impl Layer for Conv2d {
         let plan = plan.as_ref().expect("prepared above");
         let bias = params.get(1).map(|b| b.value.data());
 
+        // One image (inference latency): split its output channels instead.
+        if x.dim(0) == 1 && plan.forward.is_some() && rayon::current_num_threads() > 1 {
+            conv_image_split(plan, packed, bias, x.data(), y.data_mut(), &mut chunks[0]);
+            return;
+        }
+
         // Each chunk of images, one image at a time.
         let xs = x.data().par_chunks(per_chunk * x_len);
         let ys = y.data_mut().par_chunks_mut(per_chunk * y_len);
@@ -423,6 +429,38 @@ fn conv_image(
     for (gi, w_g) in packed.iter().enumerate() {
         let cols_g = &cols[gi * k * p..(gi + 1) * k * p];
         gemm_packed(w_g, cols_g, p, p, &mut y[gi * m * p..(gi + 1) * m * p], p, true);
+    }
+}
+
+/// Forward for one image by the direct kernel, its output channels split
+/// over the thread pool in runs of whole panels.
+fn conv_image_split(
+    plan: &Plan,
+    packed: &[PackedA],
+    bias: Option<&[f32]>,
+    x: &[f32],
+    y: &mut [f32],
+    chunk: &mut Chunk,
+) {
+    let (g, GroupDims { m, k, p, .. }) = (&plan.g, plan.dims);
+    let pad = plan.forward.as_ref().expect("called for direct plans only");
+    match bias {
+        Some(bias) => y.chunks_mut(p).zip(bias).for_each(|(row, &b)| row.fill(b)),
+        None => y.fill(0.0),
+    }
+    pad_image(g, pad, x, &mut chunk.padded);
+
+    let (padded, taps) = (&chunk.padded, &pad.offsets[..k]);
+    let group_len = (g.c / packed.len()) * pad.hp * pad.wp;
+    let panels = m.div_ceil(MR);
+    let per_task = panels.div_ceil(rayon::current_num_threads()).max(1);
+    for (gi, w_g) in packed.iter().enumerate() {
+        let y_g = &mut y[gi * m * p..(gi + 1) * m * p];
+        y_g.par_chunks_mut(per_task * MR * p).enumerate().for_each(|(t, y_part)| {
+            let range = t * per_task..((t + 1) * per_task).min(panels);
+            let dims = (g.oh(), g.ow());
+            conv_rows_panels(w_g, range, padded, gi * group_len, pad, taps, dims, y_part, true);
+        });
     }
 }
 
