@@ -486,8 +486,11 @@ fn conv_image_backward(
     if let Some(pad) = &plan.forward {
         pad_image(g, pad, x, &mut chunk.padded);
         let out = groups * m;
-        for (q, row) in chunk.dyt.chunks_mut(out).take(p).enumerate() {
-            row.iter_mut().enumerate().for_each(|(o, v)| *v = dy[o * p + q]);
+        // dyᵀ: read dy row by row, write columns; the writes of consecutive
+        // rows land in the same cache lines.
+        for (o, dy_row) in dy.chunks(p).enumerate() {
+            let column = chunk.dyt[o..].iter_mut().step_by(out);
+            column.zip(dy_row).for_each(|(v, &d)| *v = d);
         }
         let group_len = (g.c / groups) * pad.hp * pad.wp;
         for gi in 0..groups {
