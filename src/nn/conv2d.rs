@@ -213,10 +213,14 @@ impl Conv2d {
         }
     }
 
-    /// Splits a batch of `n` into one contiguous run of images per thread and
-    /// sizes each chunk's scratch.
+    /// Splits a batch of `n` into contiguous runs of images and sizes each
+    /// chunk's scratch. The split depends only on `n` and the thread count,
+    /// so results do too.
     fn prepare_chunks(&mut self, n: usize) -> usize {
-        let parts = rayon::current_num_threads().clamp(1, n.max(1));
+        // A few chunks per thread, so that a thread slowed by another process
+        // leaves its share to be stolen instead of holding up the step.
+        let threads = rayon::current_num_threads();
+        let parts = if threads == 1 { 1 } else { 4 * threads }.clamp(1, n.max(1));
         let plan = self.plan.as_ref().expect("planned before chunks are sized");
         let g = &plan.g;
         let cols_len = g.col_rows() * g.col_cols();
