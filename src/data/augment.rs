@@ -141,8 +141,9 @@ impl Augment {
             splitmix64(splitmix64(splitmix64(seed ^ AUGMENT_TAG) ^ epoch as u64) ^ index as u64);
         let word = |k: u64| splitmix64(key.wrapping_add(k.wrapping_mul(GOLDEN_GAMMA)));
 
-        // Offsets uniform over the 2·pad + 1 crop corners, torchvision's
-        // randint(0, h + 2·pad − h + 1) shifted by −pad; the flip is a fair coin.
+        // Offsets uniform over the 2·pad + 1 crop corners of each axis
+        // (torchvision's randint(0, 2·pad + 1) in the padded image, shifted by
+        // −pad); the flip is a fair coin, the top bit of its word.
         let pad = self.crop_pad;
         let offset = |k: u64| below(word(k), 2 * pad + 1) as isize - pad as isize;
         Placement { dy: offset(1), dx: offset(2), flip: self.flip && word(3) >> 63 == 1 }
