@@ -39,6 +39,9 @@ fn predict_on_a_png_matches_the_dataset_path() {
         label_smoothing: 0.0,
         seed: 0,
         threads: 1,
+        augment: Default::default(),
+        normalize: None,
+        prefetch: true,
     };
     let mut trained = train::train(&small, &config, None, &mut ()).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,9 @@ fn config(model: &str, epochs: usize) -> TrainConfig {
         label_smoothing: 0.0,
         seed: 7,
         threads: 2,
+        augment: Default::default(),
+        normalize: None,
+        prefetch: true,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use xent::data::{LabelKind, LoadOptions};
+use xent::data::{Augment, LabelKind, LoadOptions, Normalize};
 use xent::nn::spec::PRESETS;
 use xent::optim::{OptimizerConfig, OptimizerKind};
 use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
@@ -77,7 +77,11 @@ pub struct TrainArgs {
     /// Label smoothing of the cross-entropy, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
-    /// Seed for initialisation and shuffling; same seed and threads, same run.
+    /// How training batches are made: augmentation, normalisation, prefetching (boxed, so the
+    /// enum of subcommands stays small).
+    #[command(flatten)]
+    batches: Box<BatchArgs>,
+    /// Seed for initialisation, shuffling and augmentation; same seed and threads, same run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads [default: all cores].
@@ -95,6 +99,27 @@ pub struct TrainArgs {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Options of `xent train` that shape its training batches.
+#[derive(Debug, Args)]
+struct BatchArgs {
+    /// Random transforms of the training images, comma-separated: crop:PAD (pad PAD zero pixels
+    /// on each side, crop back to the original size at a random offset) and flip (mirror
+    /// left-right half of the time), or none. Test images are never augmented.
+    #[arg(long, value_name = "LIST", default_value = "none")]
+    augment: Augment,
+    /// Per-channel means of the [0, 1]-scaled pixels to normalise with, e.g. 0.49,0.48,0.45
+    /// [default: measured on the training split].
+    #[arg(long, value_name = "M,..", value_delimiter = ',', requires = "std")]
+    mean: Option<Vec<f32>>,
+    /// Per-channel standard deviations to go with --mean, e.g. 0.25,0.24,0.26.
+    #[arg(long, value_name = "S,..", value_delimiter = ',', requires = "mean")]
+    std: Option<Vec<f32>>,
+    /// Build batches on the training thread instead of one ahead on a background thread (same
+    /// results, usually slower).
+    #[arg(long)]
+    no_prefetch: bool,
 }
 
 /// `--labels`: CIFAR-100's fine or coarse classes.
@@ -198,6 +223,12 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
         label_smoothing: args.label_smoothing,
         seed: args.seed,
         threads: args.threads.unwrap_or_else(default_threads),
+        augment: args.batches.augment,
+        normalize: match (&args.batches.mean, &args.batches.std) {
+            (Some(mean), Some(std)) => Some(Normalize { mean: mean.clone(), std: std.clone() }),
+            _ => None,
+        },
+        prefetch: !args.batches.no_prefetch,
     })
 }
 
@@ -238,7 +269,7 @@ const LOG_SECONDS: f64 = 2.0;
 impl Printer {
     fn new(args: &TrainArgs, config: &TrainConfig) -> Printer {
         let terminal = std::io::stdout().is_terminal();
-        let settings = format!(
+        let mut settings = format!(
             "batch={} optimizer={} lr={:.1e} schedule={} epochs={} seed={} threads={}",
             config.batch_size,
             args.optimizer,
@@ -248,6 +279,9 @@ impl Printer {
             config.seed,
             config.threads
         );
+        if !config.augment.is_none() {
+            settings += &format!(" augment={}", config.augment);
+        }
         Printer {
             quiet: args.quiet,
             bar: None,

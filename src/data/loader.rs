@@ -1,14 +1,24 @@
 //! Turning a [`Dataset`] into batches: seeded shuffling, batching, and
 //! per-channel normalisation of the `u8` pixels into an `f32` tensor
-//! `x [N, C, H, W]` with `targets [N]`.
+//! `x [N, C, H, W]` with `targets [N]`; training batches also get their
+//! augmentation (see [`Augment`]) while they are written.
 //!
 //! The order of an epoch depends only on the seed and the epoch number, so
-//! a run can resume at any epoch and see the same batches.
+//! a run can resume at any epoch and see the same batches. A [`Loader`]
+//! builds a run's training batches on a background thread while the previous
+//! batch trains, passing two buffers back and forth, so it allocates nothing
+//! once both buffers have their size.
 
+use std::ops::RangeInclusive;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::Scope;
+
+use serde::{Deserialize, Serialize};
+
+use super::augment::{place_plane, Augment, Placement};
 use super::Dataset;
 use crate::rng::Rng;
 use crate::{Error, Result, Tensor};
-use serde::{Deserialize, Serialize};
 
 /// The random stream purposes `SHUFFLE_STREAM + epoch` order the epochs;
 /// the tag ("shuf" in ASCII, in the upper half) keeps them apart from the
@@ -77,13 +87,22 @@ impl Normalize {
 /// The order of the samples `0..n` in `epoch`: a permutation that depends
 /// only on `seed` and `epoch`, drawn from stream `SHUFFLE_STREAM + epoch`.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    Rng::new(seed, SHUFFLE_STREAM.wrapping_add(epoch as u64)).shuffle(&mut order);
+    let mut order = Vec::with_capacity(n);
+    shuffle_into(&mut order, n, seed, epoch);
     order
 }
 
+/// Makes `order` the [`epoch_order`] of `n` samples, reusing its allocation.
+fn shuffle_into(order: &mut Vec<usize>, n: usize, seed: u64, epoch: usize) {
+    order.clear();
+    order.extend(0..n);
+    Rng::new(seed, SHUFFLE_STREAM.wrapping_add(epoch as u64)).shuffle(order);
+}
+
 /// Writes the samples `indices` of `ds` into `x` as `[b, c, h, w]`, scaled
-/// and normalised by `norm`, and their labels into `targets`.
+/// and normalised by `norm`, and their labels into `targets`. The images
+/// are taken as they are, never augmented: the batches of evaluation and
+/// prediction ([`BatchPlan::fill`] builds training batches).
 ///
 /// `x` is resized in place and `targets` cleared and refilled, so a batch of
 /// a size seen before allocates nothing.
@@ -101,6 +120,18 @@ pub fn fill_batch(
     ds: &Dataset,
     indices: &[usize],
     norm: &Normalize,
+    x: &mut Tensor,
+    targets: &mut Vec<i64>,
+) -> Result<()> {
+    fill_placed(ds, indices, norm, |_| Placement::IDENTITY, x, targets)
+}
+
+/// [`fill_batch`] with sample `i` written through `place(i)`.
+fn fill_placed(
+    ds: &Dataset,
+    indices: &[usize],
+    norm: &Normalize,
+    place: impl Fn(usize) -> Placement,
     x: &mut Tensor,
     targets: &mut Vec<i64>,
 ) -> Result<()> {
@@ -123,7 +154,9 @@ pub fn fill_batch(
     }
 
     // One table per channel maps each u8 value to its normalised f32, computed
-    // in the same order of operations as ToTensor then Normalize.
+    // in the same order of operations as ToTensor then Normalize. Padding is
+    // pixel value 0, normalised like any other (torchvision pads before
+    // ToTensor).
     x.resize(&[indices.len(), c, h, w]);
     let plane = h * w;
     let max = f32::from(ds.max_value());
@@ -134,8 +167,13 @@ pub fn fill_batch(
         for (b, &i) in indices.iter().enumerate() {
             let pixels = &ds.image(i)[ch * plane..(ch + 1) * plane];
             let out = &mut data[(b * c + ch) * plane..(b * c + ch + 1) * plane];
-            for (o, &v) in out.iter_mut().zip(pixels) {
-                *o = table[v as usize];
+            let placement = place(i);
+            if placement == Placement::IDENTITY {
+                for (o, &v) in out.iter_mut().zip(pixels) {
+                    *o = table[v as usize];
+                }
+            } else {
+                place_plane(pixels, out, [h, w], placement, &table);
             }
         }
     }
@@ -144,6 +182,227 @@ pub fn fill_batch(
     targets.clear();
     targets.extend(indices.iter().map(|&i| i64::from(ds.label(i))));
     Ok(())
+}
+
+/// Everything a run's training batches depend on: the samples, their
+/// normalisation and augmentation, the seed and the batch size.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchPlan<'a> {
+    /// The training samples.
+    pub dataset: &'a Dataset,
+    /// Per-channel statistics the pixels are normalised with.
+    pub normalize: &'a Normalize,
+    /// Random transforms of each sample.
+    pub augment: Augment,
+    /// Seed of the shuffling and of the augmentation draws.
+    pub seed: u64,
+    /// Samples per batch; the last batch of an epoch may be shorter.
+    pub batch_size: usize,
+}
+
+impl BatchPlan<'_> {
+    /// Batches per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.dataset.len().div_ceil(self.batch_size.max(1))
+    }
+
+    /// Writes the training batch of samples `indices` of `epoch` (1-based)
+    /// as [`fill_batch`] does, each sample through its draw
+    /// `augment.draw(seed, epoch, index)`; so a sample comes out the same in
+    /// whichever batch it is built.
+    ///
+    /// # Shapes
+    ///
+    /// As [`fill_batch`].
+    ///
+    /// # Errors
+    ///
+    /// As [`fill_batch`].
+    pub fn fill(
+        &self,
+        epoch: usize,
+        indices: &[usize],
+        x: &mut Tensor,
+        targets: &mut Vec<i64>,
+    ) -> Result<()> {
+        let (augment, seed) = (self.augment, self.seed);
+        let place = |i| augment.draw(seed, epoch, i);
+        fill_placed(self.dataset, indices, self.normalize, place, x, targets)
+    }
+}
+
+/// One training batch and where it sits in the run.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Normalised, augmented images, `[n, c, h, w]`.
+    pub x: Tensor,
+    /// Class indices, `[n]`.
+    pub targets: Vec<i64>,
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based step within the epoch.
+    pub step: usize,
+}
+
+/// Buffers a background loader passes back and forth: one trains while the
+/// other is filled.
+const BUFFERS: usize = 2;
+
+/// A run's training batches in order, epoch after epoch, each epoch in its
+/// [`epoch_order`]. Built on demand on the calling thread
+/// ([`Loader::inline`]) or one batch ahead on a background thread
+/// ([`Loader::spawn`]); both give the same batches, bit for bit.
+pub struct Loader<'a> {
+    source: Source<'a>,
+    /// Batches not yet handed out.
+    remaining: usize,
+}
+
+enum Source<'a> {
+    /// Each batch is filled when asked for, into the one buffer.
+    Inline { cursor: Cursor<'a>, batch: Batch },
+    /// Empty buffers go to the loader thread on `free`, full ones (or the
+    /// error that stopped it) come back on `full`; `current` is the batch
+    /// handed out last.
+    Background { free: SyncSender<Batch>, full: Receiver<Result<Batch>>, current: Option<Batch> },
+}
+
+impl<'a> Loader<'a> {
+    /// Batches of `plan` for `epochs`, each filled when [`Loader::next`] asks
+    /// for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the batch size is 0.
+    pub fn inline(plan: BatchPlan<'a>, epochs: RangeInclusive<usize>) -> Result<Loader<'a>> {
+        let remaining = count_batches(&plan, &epochs)?;
+        let source = Source::Inline { cursor: Cursor::new(plan, epochs), batch: Batch::default() };
+        Ok(Loader { source, remaining })
+    }
+
+    /// Batches of `plan` for `epochs`, filled on a thread of `scope` while
+    /// the previous batch is in use. The thread stops at the end of the run,
+    /// at the first error (which [`Loader::next`] returns), or when the
+    /// loader is dropped. Should the thread fail to start, batches are
+    /// filled inline instead: the same batches, later.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the batch size is 0.
+    pub fn spawn<'scope>(
+        scope: &'scope Scope<'scope, 'a>,
+        plan: BatchPlan<'a>,
+        epochs: RangeInclusive<usize>,
+    ) -> Result<Loader<'a>> {
+        let remaining = count_batches(&plan, &epochs)?;
+        let (free, free_rx) = sync_channel::<Batch>(BUFFERS);
+        let (full_tx, full) = sync_channel::<Result<Batch>>(BUFFERS);
+        for _ in 0..BUFFERS {
+            free.send(Batch::default()).expect("the channel holds every buffer");
+        }
+
+        // Fill each buffer that comes back with the next batch, until the run
+        // ends, a batch fails, or the loader hangs up.
+        let mut cursor = Cursor::new(plan, epochs.clone());
+        let work = move || {
+            while let Ok(mut batch) = free_rx.recv() {
+                let Some(filled) = cursor.fill_next(&mut batch) else { return };
+                let failed = filled.is_err();
+                if full_tx.send(filled.map(|()| batch)).is_err() || failed {
+                    return;
+                }
+            }
+        };
+        let thread = std::thread::Builder::new().name("xent-loader".into());
+        match thread.spawn_scoped(scope, work) {
+            Ok(_) => {
+                let source = Source::Background { free, full, current: None };
+                Ok(Loader { source, remaining })
+            }
+            Err(_) => Loader::inline(plan, epochs),
+        }
+    }
+
+    /// The next batch, or `None` after the run's last one or an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`BatchPlan::fill`]; the loader yields nothing after an error.
+    #[allow(clippy::should_implement_trait)] // lends its buffer, so not an Iterator
+    pub fn next(&mut self) -> Option<Result<&Batch>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let filled = match &mut self.source {
+            Source::Inline { cursor, batch } => {
+                let filled = cursor.fill_next(batch).expect("the cursor holds every counted batch");
+                filled.map(|()| &*batch)
+            }
+            Source::Background { free, full, current } => {
+                // The batch handed out last is done with: back for refilling.
+                // A failed send means the thread already stopped at the end.
+                if let Some(done) = current.take() {
+                    free.send(done).ok();
+                }
+                let received = full.recv().expect("the loader thread sends every counted batch");
+                received.map(|batch| &*current.insert(batch))
+            }
+        };
+        if filled.is_err() {
+            self.remaining = 0;
+        }
+        Some(filled)
+    }
+}
+
+/// The number of batches of `plan` over `epochs`.
+fn count_batches(plan: &BatchPlan<'_>, epochs: &RangeInclusive<usize>) -> Result<usize> {
+    if plan.batch_size == 0 {
+        return Err(Error::arg("batch size must be at least 1, found 0"));
+    }
+    Ok(epochs.clone().count() * plan.steps_per_epoch())
+}
+
+/// Walks the epochs of a run batch by batch, shuffling at each epoch's start.
+struct Cursor<'a> {
+    plan: BatchPlan<'a>,
+    epochs: RangeInclusive<usize>,
+    order: Vec<usize>,
+    /// The current epoch, its next batch's first position in `order`, and
+    /// the batches it has given.
+    epoch: usize,
+    start: usize,
+    step: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(plan: BatchPlan<'a>, epochs: RangeInclusive<usize>) -> Cursor<'a> {
+        // Positioned past the end, so the first batch opens the first epoch.
+        let start = plan.dataset.len();
+        Cursor { plan, epochs, order: Vec::new(), epoch: 0, start, step: 0 }
+    }
+
+    /// Fills `batch` with the next batch; `None` when the run is over.
+    fn fill_next(&mut self, batch: &mut Batch) -> Option<Result<()>> {
+        // A new epoch when the last one is used up.
+        let n = self.plan.dataset.len();
+        if n == 0 {
+            return None;
+        }
+        if self.start >= n {
+            self.epoch = self.epochs.next()?;
+            shuffle_into(&mut self.order, n, self.plan.seed, self.epoch);
+            (self.start, self.step) = (0, 0);
+        }
+
+        // The next slice of the order.
+        let end = (self.start + self.plan.batch_size).min(n);
+        let indices = &self.order[self.start..end];
+        (self.start, self.step) = (end, self.step + 1);
+        (batch.epoch, batch.step) = (self.epoch, self.step);
+        Some(self.plan.fill(self.epoch, indices, &mut batch.x, &mut batch.targets))
+    }
 }
 
 /// The consecutive batches of an epoch's order: slices of `batch_size`

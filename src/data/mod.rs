@@ -1,7 +1,8 @@
 //! Datasets in memory, their readers, and the batch loader.
 //!
 //! A [`Dataset`] keeps its pixels as `u8`, image after image, each `[C, H, W]`
-//! row-major; they become `f32` only when [`fill_batch`] builds a batch. A
+//! row-major; they become `f32` only when [`fill_batch`] or a training
+//! [`Loader`] builds a batch (the latter applying any [`Augment`]). A
 //! pixel of value `max_value` means full intensity (255 for MNIST, 16 for the
 //! 8×8 digits), so `v / max_value` lies in `[0, 1]`.
 //!
@@ -14,6 +15,7 @@
 //! returns what the import did; [`inspect`] audits a dataset without
 //! training.
 
+mod augment;
 mod cifar;
 mod csv;
 mod digits;
@@ -25,6 +27,7 @@ mod loader;
 mod named;
 mod options;
 
+pub use augment::{Augment, Placement, MAX_CROP_PAD};
 pub use cifar::{
     cifar_folder, detect_cifar, read_cifar_file, read_cifar_split, CifarKind,
     CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, CIFAR10_CLASSES, CIFAR_PIXELS, CIFAR_SIDE,
@@ -44,7 +47,9 @@ pub use inspect::{
     inspect, inspect_folder, inspect_split, ClassCount, FileNote, Inspection, Leak, SizeCount,
     SplitSummary,
 };
-pub use loader::{epoch_order, fill_batch, Batches, Normalize, SHUFFLE_STREAM};
+pub use loader::{
+    epoch_order, fill_batch, Batch, BatchPlan, Batches, Loader, Normalize, SHUFFLE_STREAM,
+};
 pub use named::{class_names, data_dir, load, load_from, load_from_with, load_with, DATASETS};
 pub use options::{ImportReport, LabelKind, LoadOptions};
 

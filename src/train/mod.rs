@@ -1,7 +1,8 @@
 //! The training loop, evaluation, metrics and the run folder.
 //!
-//! One step: build a normalised batch from `u8` pixels, forward to the
-//! logits, fused softmax-cross-entropy gives the loss and `dlogits`, backward
+//! One step: take the normalised (and, if asked, augmented) batch that a
+//! background thread built from `u8` pixels while the last step ran, forward
+//! to the logits, fused softmax-cross-entropy gives the loss and `dlogits`, backward
 //! through the layers, one optimiser update. Every epoch ends with an
 //! evaluation on the test split, a line in `metrics.jsonl` and a saved model,
 //! so a run that fails later keeps its last good epoch.
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::data::{self, Normalize, Split};
+use crate::data::{Augment, BatchPlan, Loader, Normalize, Split};
 use crate::io::{Model, ModelInfo};
 use crate::loss::{self, CrossEntropy};
 use crate::nn::{Mode, ModelSpec};
@@ -51,11 +52,19 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Worker threads.
     pub threads: usize,
+    /// Random transforms of the training images (never of the test images).
+    pub augment: Augment,
+    /// Normalisation statistics; `None` measures them on the training split.
+    pub normalize: Option<Normalize>,
+    /// Build each batch on a background thread while the previous one trains;
+    /// the same batches either way.
+    pub prefetch: bool,
 }
 
 impl TrainConfig {
-    /// Checks the options that need no data: sizes, threads, the optimiser
-    /// and label smoothing. [`train`] calls it before anything is written.
+    /// Checks the options that need no data: sizes, threads, the optimiser,
+    /// label smoothing and given normalisation statistics. [`train`] calls it
+    /// before anything is written.
     ///
     /// # Errors
     ///
@@ -76,8 +85,30 @@ impl TrainConfig {
                 self.label_smoothing
             )));
         }
+        if let Some(norm) = &self.normalize {
+            validate_normalize(norm)?;
+        }
         self.optimizer.validate()
     }
+}
+
+/// Given statistics: one mean and one positive std per channel, all finite.
+fn validate_normalize(norm: &Normalize) -> Result<()> {
+    let (mean, std) = (&norm.mean, &norm.std);
+    if mean.is_empty() || mean.len() != std.len() {
+        return Err(Error::arg(format!(
+            "--mean and --std need one value per channel each, found {} and {}",
+            mean.len(),
+            std.len()
+        )));
+    }
+    if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+        return Err(Error::arg(format!("--mean values must be finite, found {m}")));
+    }
+    if let Some(s) = std.iter().find(|&&s| !(s.is_finite() && s > 0.0)) {
+        return Err(Error::arg(format!("--std values must be finite and above 0, found {s}")));
+    }
+    Ok(())
 }
 
 /// What a run reports before its first step.
@@ -198,7 +229,18 @@ fn train_in_pool(
     let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
     let schedule =
         Schedule::parse(&config.schedule, config.optimizer.lr, config.epochs * steps_per_epoch)?;
-    let normalize = Normalize::measure(train_set);
+    let normalize = match &config.normalize {
+        Some(given) if given.channels() != shape[0] => {
+            return Err(Error::arg(format!(
+                "--mean and --std give {} channel(s), dataset {} has {}",
+                given.channels(),
+                config.dataset,
+                shape[0]
+            )));
+        }
+        Some(given) => given.clone(),
+        None => Normalize::measure(train_set),
+    };
     let info = ModelInfo {
         spec: net.spec(),
         input_shape: shape.clone(),
@@ -226,79 +268,94 @@ fn train_in_pool(
     // The loss as PyTorch's default cross_entropy, plus optional smoothing.
     let ce = CrossEntropy { label_smoothing: config.label_smoothing, ..CrossEntropy::default() };
 
-    // Buffers reused by every step.
-    let mut x = Tensor::default();
-    let mut targets: Vec<i64> = Vec::new();
-    let mut dlogits = Tensor::default();
-    let mut history = Vec::new();
-    let mut global_step = 0;
-
-    for epoch in 1..=config.epochs {
-        let started = Instant::now();
-        let order = data::epoch_order(train_set.len(), config.seed, epoch);
-        let (mut loss_sum, mut hits, mut lr) = (0.0f64, 0usize, 0.0);
-
-        for (i, batch) in order.chunks(config.batch_size).enumerate() {
-            let step = i + 1;
-            data::fill_batch(train_set, batch, &normalize, &mut x, &mut targets)?;
-            schedule.apply(global_step, optimizer.as_mut());
-            lr = optimizer.lr();
-
-            // Forward, fused loss and dlogits, backward, update.
-            model.net.zero_grad();
-            let logits = model.net.forward(&x, Mode::Train)?;
-            hits += logits
-                .argmax_rows()
-                .iter()
-                .zip(&targets)
-                .filter(|(p, t)| **p as i64 == **t)
-                .count();
-            let loss =
-                loss::cross_entropy_classes_into(logits, &targets, &ce, &mut dlogits)? as f32;
-            if !loss.is_finite() {
-                return Err(Error::Diverged { epoch, step, loss });
-            }
-            model.net.backward(&dlogits);
-            optimizer.step(&mut model.net.params_mut());
-
-            loss_sum += f64::from(loss) * batch.len() as f64;
-            global_step += 1;
-            observer.on_step(&StepReport {
-                epoch,
-                step,
-                steps: steps_per_epoch,
-                loss,
-                lr,
-                images: (i * config.batch_size + batch.len()),
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-        let seconds = started.elapsed().as_secs_f64();
-
-        // Evaluate, record, save.
-        let eval_started = Instant::now();
-        let eval = evaluate(&mut model, &split.test)?;
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / train_set.len() as f64,
-            train_accuracy: hits as f64 / train_set.len() as f64,
-            test_loss: eval.tally.mean_loss(),
-            test_accuracy: eval.tally.accuracy(),
-            test_top5_accuracy: eval.tally.top5_accuracy(),
-            lr,
-            seconds,
-            images_per_second: train_set.len() as f64 / seconds,
-            eval_seconds: eval_started.elapsed().as_secs_f64(),
+    // The run's batches, each built on a background thread while the one
+    // before it trains (or inline, when prefetching is off): the same bits
+    // either way, since a batch depends only on the seed, epoch and indices.
+    let plan = BatchPlan {
+        dataset: train_set,
+        normalize: &normalize,
+        augment: config.augment,
+        seed: config.seed,
+        batch_size: config.batch_size,
+    };
+    std::thread::scope(|scope| -> Result<Trained> {
+        let epochs = 1..=config.epochs;
+        let mut loader = if config.prefetch {
+            Loader::spawn(scope, plan, epochs)?
+        } else {
+            Loader::inline(plan, epochs)?
         };
-        history.push(metrics.clone());
-        model.info.training = training_summary(config, &history);
-        if let Some(run) = run {
-            run.append_metrics(&metrics)?;
-            run.save_model(&model)?;
+        let mut dlogits = Tensor::default();
+        let mut history = Vec::new();
+        let mut global_step = 0;
+
+        for epoch in 1..=config.epochs {
+            let started = Instant::now();
+            let (mut loss_sum, mut hits, mut lr) = (0.0f64, 0usize, 0.0);
+
+            for step in 1..=steps_per_epoch {
+                let batch = loader.next().expect("the loader holds every step of the run")?;
+                debug_assert_eq!((batch.epoch, batch.step), (epoch, step), "batches in run order");
+                let (x, targets) = (&batch.x, &batch.targets);
+                schedule.apply(global_step, optimizer.as_mut());
+                lr = optimizer.lr();
+
+                // Forward, fused loss and dlogits, backward, update.
+                model.net.zero_grad();
+                let logits = model.net.forward(x, Mode::Train)?;
+                hits += logits
+                    .argmax_rows()
+                    .iter()
+                    .zip(targets)
+                    .filter(|(p, t)| **p as i64 == **t)
+                    .count();
+                let loss =
+                    loss::cross_entropy_classes_into(logits, targets, &ce, &mut dlogits)? as f32;
+                if !loss.is_finite() {
+                    return Err(Error::Diverged { epoch, step, loss });
+                }
+                model.net.backward(&dlogits);
+                optimizer.step(&mut model.net.params_mut());
+
+                loss_sum += f64::from(loss) * targets.len() as f64;
+                global_step += 1;
+                observer.on_step(&StepReport {
+                    epoch,
+                    step,
+                    steps: steps_per_epoch,
+                    loss,
+                    lr,
+                    images: (step - 1) * config.batch_size + targets.len(),
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            let seconds = started.elapsed().as_secs_f64();
+
+            // Evaluate (never augmented), record, save.
+            let eval_started = Instant::now();
+            let eval = evaluate(&mut model, &split.test)?;
+            let metrics = EpochMetrics {
+                epoch,
+                train_loss: loss_sum / train_set.len() as f64,
+                train_accuracy: hits as f64 / train_set.len() as f64,
+                test_loss: eval.tally.mean_loss(),
+                test_accuracy: eval.tally.accuracy(),
+                test_top5_accuracy: eval.tally.top5_accuracy(),
+                lr,
+                seconds,
+                images_per_second: train_set.len() as f64 / seconds,
+                eval_seconds: eval_started.elapsed().as_secs_f64(),
+            };
+            history.push(metrics.clone());
+            model.info.training = training_summary(config, &history);
+            if let Some(run) = run {
+                run.append_metrics(&metrics)?;
+                run.save_model(&model)?;
+            }
+            observer.on_epoch(&metrics);
         }
-        observer.on_epoch(&metrics);
-    }
-    Ok(Trained { model, history })
+        Ok(Trained { model, history })
+    })
 }
 
 /// The summary stored in the model file's metadata.
