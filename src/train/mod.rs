@@ -25,7 +25,7 @@ use crate::loss::{self, CrossEntropy};
 use crate::nn::{Mode, ModelSpec};
 use crate::optim::{OptimizerConfig, Schedule};
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::tensor::{argmax, Tensor};
 use crate::{Error, Result};
 
 /// Random-stream purpose for weight initialisation (see [`Rng::new`]).
@@ -303,12 +303,8 @@ fn train_in_pool(
                 // Forward, fused loss and dlogits, backward, update.
                 model.net.zero_grad();
                 let logits = model.net.forward(x, Mode::Train)?;
-                hits += logits
-                    .argmax_rows()
-                    .iter()
-                    .zip(targets)
-                    .filter(|(p, t)| **p as i64 == **t)
-                    .count();
+                let rows = logits.data().chunks(logits.row_width().max(1));
+                hits += rows.zip(targets).filter(|(row, &t)| argmax(row) as i64 == t).count();
                 let loss =
                     loss::cross_entropy_classes_into(logits, targets, &ce, &mut dlogits)? as f32;
                 if !loss.is_finite() {
