@@ -1,5 +1,6 @@
 //! Model files: the weights as safetensors, named as PyTorch's `state_dict` of
-//! the equivalent `nn.Sequential` (`0.weight`, `0.bias`, …), and metadata that
+//! the equivalent `nn.Sequential` (`0.weight`, `0.bias`, …; buffers such as
+//! `1.running_mean` too, `num_batches_tracked` as a scalar `i64`), and metadata that
 //! makes the file alone enough to predict: the spec, input shape, class
 //! names, pixel scale and normalisation, and a training summary.
 
@@ -15,7 +16,7 @@ pub use self::image::{read_image, RESIZE_FILTER};
 
 use crate::data::{self, Dataset, Normalize};
 use crate::loss;
-use crate::nn::{Mode, ModelSpec, Sequential};
+use crate::nn::{Buffer, Mode, ModelSpec, Sequential};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -55,22 +56,28 @@ pub struct Model {
 impl Model {
     /// Writes the model to `path` atomically: a temporary file next to it is
     /// renamed into place, so an interrupted save never leaves half a model.
+    /// Parameters and buffers are written, under their `state_dict` names.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let named = self.net.named_params();
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = named
-            .iter()
-            .map(|(name, p)| {
-                let raw = p.value.data().iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name.clone(), raw, p.value.shape().to_vec())
-            })
-            .collect();
-        let views = bytes.iter().map(|(name, raw, shape)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), raw)
-                .expect("byte length is 4 × the element count");
+        // Every tensor as (name, dtype, little-endian bytes, shape).
+        let f32_bytes = |t: &Tensor| t.data().iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut bytes: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = Vec::new();
+        for (name, p) in self.net.named_params() {
+            bytes.push((name, Dtype::F32, f32_bytes(&p.value), p.value.shape().to_vec()));
+        }
+        for (name, buffer) in self.net.named_buffers() {
+            let (dtype, raw) = match buffer {
+                Buffer::F32(value) => (Dtype::F32, f32_bytes(value)),
+                Buffer::I64(count) => (Dtype::I64, count.to_le_bytes().to_vec()),
+            };
+            bytes.push((name, dtype, raw, buffer.shape().to_vec()));
+        }
+        let views = bytes.iter().map(|(name, dtype, raw, shape)| {
+            let view = TensorView::new(*dtype, shape.clone(), raw)
+                .expect("byte length is the element size × the element count");
             (name.clone(), view)
         });
         let metadata = self.metadata();
@@ -128,14 +135,43 @@ impl Model {
                     view.shape()
                 )));
             }
-            let values = view.data().chunks_exact(4);
-            let dst = param.value.data_mut();
-            dst.iter_mut().zip(values).for_each(|(d, b)| {
-                *d = f32::from_le_bytes(b.try_into().expect("chunks of 4"));
-            });
+            read_f32(view.data(), param.value.data_mut());
+        }
+        for (name, buffer) in net.named_buffers_mut() {
+            let view =
+                tensors.tensor(&name).map_err(|_| bad(format!("tensor {name} is missing")))?;
+            let shape = buffer.shape().to_vec();
+            let wrong = |want: &str| {
+                bad(format!(
+                    "tensor {name}: expected {want} {shape:?}, found {:?} {:?}",
+                    view.dtype(),
+                    view.shape()
+                ))
+            };
+            match buffer {
+                Buffer::F32(value) => {
+                    if view.dtype() != Dtype::F32 || view.shape() != value.shape() {
+                        return Err(wrong("f32"));
+                    }
+                    read_f32(view.data(), value.data_mut());
+                }
+                Buffer::I64(count) => {
+                    if view.dtype() != Dtype::I64 || !view.shape().is_empty() {
+                        return Err(wrong("i64"));
+                    }
+                    *count = i64::from_le_bytes(view.data().try_into().expect("one i64"));
+                }
+            }
         }
         Ok(Model { net, info })
     }
+}
+
+/// Little-endian `f32`s from `bytes` into `dst` (lengths checked by the caller).
+fn read_f32(bytes: &[u8], dst: &mut [f32]) {
+    dst.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(d, b)| {
+        *d = f32::from_le_bytes(b.try_into().expect("chunks of 4"));
+    });
 }
 
 fn parse_info(meta: &HashMap<String, String>) -> std::result::Result<ModelInfo, String> {

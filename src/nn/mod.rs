@@ -5,6 +5,7 @@
 //! batch. Parameter gradients accumulate (`+=`) until [`Sequential::zero_grad`].
 
 mod activation;
+mod batchnorm;
 mod conv2d;
 mod flatten;
 mod linear;
@@ -13,6 +14,7 @@ mod sequential;
 pub mod spec;
 
 pub use activation::Relu;
+pub use batchnorm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use flatten::Flatten;
 pub use linear::Linear;
@@ -22,6 +24,7 @@ pub use spec::{LayerSpec, ModelSpec};
 
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use crate::Result;
 
 /// Whether a forward pass is part of training (cache what backward needs)
 /// or of inference (cache nothing).
@@ -54,6 +57,28 @@ impl Param {
         let mut value = Tensor::zeros(shape);
         value.data_mut().iter_mut().for_each(|v| *v = rng.uniform(-bound, bound));
         Param::new(value)
+    }
+}
+
+/// State a layer updates itself rather than by gradient descent, such as a
+/// batch norm's running statistics. Saved in the model file next to the
+/// parameters; never given to an optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Buffer {
+    /// Float values, e.g. `running_mean [c]`.
+    F32(Tensor),
+    /// A count, a scalar `i64` in the model file as in PyTorch, e.g.
+    /// `num_batches_tracked`.
+    I64(i64),
+}
+
+impl Buffer {
+    /// The shape: the tensor's, or `[]` for a count.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Buffer::F32(value) => value.shape(),
+            Buffer::I64(_) => &[],
+        }
     }
 }
 
@@ -92,6 +117,34 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     /// PyTorch's names for [`Layer::params`], e.g. `["weight", "bias"]`.
     fn param_names(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The buffers, in PyTorch's `state_dict` order (after the parameters
+    /// there).
+    fn buffers(&self) -> &[Buffer] {
+        &[]
+    }
+
+    /// The buffers, writable. A caller keeps each one's kind and shape.
+    fn buffers_mut(&mut self) -> &mut [Buffer] {
+        &mut []
+    }
+
+    /// PyTorch's names for [`Layer::buffers`], e.g. `["running_mean", …]`.
+    fn buffer_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Refuses an input of `x_shape` that the layer cannot take in `mode`,
+    /// before any forward pass runs; [`Sequential::forward`] calls it.
+    /// Most layers take any input their build accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Shape`] or [`crate::Error::InvalidArgument`] naming
+    /// the shape and what the layer needs.
+    fn check_input(&self, _x_shape: &[usize], _mode: Mode) -> Result<()> {
+        Ok(())
     }
 
     /// Multiply-adds times two of one forward pass over `x_shape`, for

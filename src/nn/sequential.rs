@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Layer, Mode, Param};
+use super::{Buffer, Layer, Mode, Param};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -74,7 +74,9 @@ impl Sequential {
     ///
     /// # Errors
     ///
-    /// [`Error::Shape`] when a sample of `x` does not have the input shape.
+    /// [`Error::Shape`] when a sample of `x` does not have the input shape;
+    /// the error of [`Layer::check_input`] when a layer refuses its input in
+    /// `mode` (batch norm trains on at least two values per channel).
     pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<&Tensor> {
         if x.rank() != self.input_shape.len() + 1 || x.shape()[1..] != self.input_shape[..] {
             let expected = [&[0][..], &self.input_shape].concat();
@@ -90,6 +92,15 @@ impl Sequential {
                 let next = layer.output_shape(self.shapes.last().expect("starts with the input"));
                 self.shapes.push(next);
             }
+        }
+        // Every call, not once per shape: the mode may change between calls.
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.check_input(&self.shapes[i], mode).map_err(|e| match e {
+                Error::InvalidArgument(detail) => {
+                    Error::arg(format!("layer {} (`{}`): {detail}", i + 1, layer.spec()))
+                }
+                other => other,
+            })?;
         }
         self.acts[0].copy_from(x);
         for (i, layer) in self.layers.iter_mut().enumerate() {
@@ -205,6 +216,32 @@ impl Sequential {
             let names = layer.param_names();
             for (name, param) in names.iter().zip(layer.params_mut()) {
                 named.push((format!("{i}.{name}"), param));
+            }
+        }
+        named
+    }
+
+    /// Buffers with PyTorch's `state_dict` names (`1.running_mean`,
+    /// `1.running_var`, `1.num_batches_tracked`, …), as
+    /// [`Sequential::named_params`]. They are not parameters: an optimizer
+    /// never sees them.
+    pub fn named_buffers(&self) -> Vec<(String, &Buffer)> {
+        let mut named = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, buffer) in layer.buffer_names().iter().zip(layer.buffers()) {
+                named.push((format!("{i}.{name}"), buffer));
+            }
+        }
+        named
+    }
+
+    /// [`Sequential::named_buffers`], writable.
+    pub fn named_buffers_mut(&mut self) -> Vec<(String, &mut Buffer)> {
+        let mut named = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let names = layer.buffer_names();
+            for (name, buffer) in names.iter().zip(layer.buffers_mut()) {
+                named.push((format!("{i}.{name}"), buffer));
             }
         }
         named

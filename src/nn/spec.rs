@@ -10,10 +10,15 @@
 //! | maxpool | `maxpool(K[,stride=S][,pad=P])`; stride defaults to K | `nn.MaxPool2d` |
 //! | relu | `relu` | `nn.ReLU` |
 //! | flatten | `flatten` | `nn.Flatten` |
+//! | bn | `bn[(eps=E,momentum=M,affine=false)]` | `nn.BatchNorm2d` / `nn.BatchNorm1d` |
 //!
-//! Example: `conv(16,5,pad=2)-relu-maxpool(2)-flatten-linear`.
+//! `bn` is `BatchNorm2d` on a `[c, h, w]` input (after a conv) and `BatchNorm1d` on
+//! `[features]` (after a linear); eps, momentum and affine default to 1e-5, 0.1
+//! and true, as in PyTorch.
+//!
+//! Example: `conv(16,5,pad=2)-bn-relu-maxpool(2)-flatten-linear`.
 
-use super::Conv2dConfig;
+use super::{BatchNorm, BatchNormConfig, Conv2dConfig};
 use super::{Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu, Sequential};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -31,7 +36,7 @@ pub const PRESETS: &[(&str, &str)] = &[
 ];
 
 /// One layer of a spec, before it is sized to an input.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
     /// Fully connected; `out: None` means one output per class.
     Linear {
@@ -68,10 +73,20 @@ pub enum LayerSpec {
     Relu,
     /// Flatten all but the batch dimension.
     Flatten,
+    /// Batch normalisation over channels (`[c, h, w]`) or features
+    /// (`[features]`), whichever the input is.
+    BatchNorm {
+        /// Added to the variance.
+        eps: f64,
+        /// Weight of the new batch in the running statistics.
+        momentum: f64,
+        /// Whether it has a learned weight and bias.
+        affine: bool,
+    },
 }
 
 /// A parsed model spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ModelSpec {
     /// The text it was parsed from (a preset name is replaced by its spec).
     pub text: String,
@@ -160,6 +175,7 @@ fn param_count(spec: &LayerSpec, shape: &[usize], classes: usize) -> usize {
                 (shape.first().copied().unwrap_or(0) / groups.max(1)) * kernel[0] * kernel[1];
             per_out.saturating_mul(out).saturating_add(if bias { out } else { 0 })
         }
+        LayerSpec::BatchNorm { affine: true, .. } => 2 * shape.first().copied().unwrap_or(0),
         _ => 0,
     }
 }
@@ -259,6 +275,25 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// `key`'s value as a number in `range`, or `default` when absent.
+    fn number(
+        &self,
+        key: &str,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> std::result::Result<f64, String> {
+        let Some(text) = self.named(key) else { return Ok(default) };
+        match text.parse::<f64>() {
+            Ok(v) if range.contains(&v) => Ok(v),
+            _ => Err(format!(
+                "`{}`: {key}={text} is not a number from {} to {}",
+                self.layer,
+                range.start(),
+                range.end()
+            )),
+        }
+    }
+
     fn flag(&self, key: &str, default: bool) -> std::result::Result<bool, String> {
         match self.named(key) {
             None => Ok(default),
@@ -303,12 +338,22 @@ fn parse_layer(token: &str) -> std::result::Result<LayerSpec, String> {
                 pad: args.named("pad").map_or(Ok([0, 0]), |s| args.pair(s, true))?,
             })
         }
+        "bn" => {
+            args.expect(0, &["eps", "momentum", "affine"])?;
+            let defaults = BatchNormConfig::default();
+            let eps = args.number("eps", defaults.eps, f64::MIN_POSITIVE..=1.0)?;
+            Ok(LayerSpec::BatchNorm {
+                eps,
+                momentum: args.number("momentum", defaults.momentum, 0.0..=1.0)?,
+                affine: args.flag("affine", defaults.affine)?,
+            })
+        }
         "relu" | "flatten" => {
             args.expect(0, &[])?;
             Ok(if name == "relu" { LayerSpec::Relu } else { LayerSpec::Flatten })
         }
         other => Err(format!(
-            "unknown layer `{other}` (layers: linear, conv, maxpool, relu, flatten; \
+            "unknown layer `{other}` (layers: linear, conv, maxpool, relu, flatten, bn; \
              presets: {})",
             preset_names()
         )),
@@ -366,6 +411,18 @@ fn build_layer(
         }
         LayerSpec::Relu => Ok(Box::new(Relu)),
         LayerSpec::Flatten => Ok(Box::new(Flatten)),
+        LayerSpec::BatchNorm { eps, momentum, affine } => {
+            // BatchNorm2d after a conv, BatchNorm1d after a linear.
+            let channels = match shape[..] {
+                [c, _, _] | [c] => c,
+                _ => {
+                    return Err(format!(
+                        "bn needs a [c, h, w] or [features] input, found {shape:?}"
+                    ))
+                }
+            };
+            Ok(Box::new(BatchNorm::new(channels, BatchNormConfig { eps, momentum, affine })))
+        }
     }
 }
 
@@ -413,6 +470,21 @@ mod tests {
     }
 
     #[test]
+    fn bn_follows_conv_and_linear() {
+        let text = "conv(8,3,pad=1)-bn-relu-maxpool(2)-flatten-linear(16)\
+                    -bn(eps=0.001,momentum=0.01,affine=false)-relu-linear";
+        let net = ModelSpec::parse(text).unwrap().build(&[1, 28, 28], 10, &mut Rng::new(0, 0));
+        let net = net.unwrap();
+        assert_eq!(net.spec(), format!("{text}(10)"));
+        let names: Vec<String> = net.named_buffers().into_iter().map(|(n, _)| n).collect();
+        let want = ["1.running_mean", "1.running_var", "1.num_batches_tracked"];
+        assert_eq!(names[..3], want);
+        assert_eq!(names.len(), 6);
+        assert_eq!(net.named_params().iter().filter(|(n, _)| n.starts_with("1.")).count(), 2);
+        assert_eq!(net.named_params().iter().filter(|(n, _)| n.starts_with("6.")).count(), 0);
+    }
+
+    #[test]
     fn bad_specs_name_the_layer() {
         let cases = [
             ("conv(8)", "conv needs"),
@@ -426,6 +498,11 @@ mod tests {
             ("flatten-linear(10))", "unmatched `)`"),
             ("flatten-linear(10", "unmatched `(`"),
             ("flatten-linear(100000000)-linear", "parameters by layer 2"),
+            ("bn(2)-flatten-linear", "too many arguments"),
+            ("bn(eps=0)-flatten-linear", "eps=0 is not a number"),
+            ("bn(momentum=1.5)-flatten-linear", "momentum=1.5 is not a number"),
+            ("bn(affine=no)-flatten-linear", "affine=no is not true or false"),
+            ("bn(gamma=1)-flatten-linear", "unknown option `gamma`"),
         ];
         for (text, want) in cases {
             let result = ModelSpec::parse(text)
