@@ -439,3 +439,30 @@ fn steady_state_step_with_bn_does_not_allocate() {
     });
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "allocations in steady-state steps");
 }
+
+// Seven images in batches of 3 leave one sample over: a batch of one would
+// have no batch statistics, so the trainer leaves it out of that epoch.
+#[test]
+fn training_skips_a_last_batch_of_one() {
+    use xent::optim::{OptimizerConfig, OptimizerKind};
+    use xent::train::{self, TrainConfig};
+
+    let split = xent::data::load("digits").unwrap();
+    let small = xent::data::Split { train: split.train.take(7), test: split.test.take(8) };
+    let config = TrainConfig {
+        dataset: "digits".into(),
+        model: "flatten-linear(8)-bn-relu-linear".into(),
+        epochs: 2,
+        batch_size: 3,
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+        schedule: "constant".into(),
+        label_smoothing: 0.0,
+        seed: 0,
+        threads: 1,
+        augment: xent::data::Augment::NONE,
+        normalize: None,
+        prefetch: true,
+    };
+    let trained = train::train(&small, &config, None, &mut ()).unwrap();
+    assert_eq!(trained.history.len(), 2);
+}

@@ -200,10 +200,27 @@ pub struct BatchPlan<'a> {
     pub batch_size: usize,
 }
 
+/// Samples trained on per epoch out of `len`: all of them, except that a last
+/// batch of a single sample is dropped. Batch statistics (BatchNorm) are
+/// undefined for one sample, and PyTorch refuses such a batch; which sample
+/// is left out changes from epoch to epoch with the shuffle.
+pub fn samples_per_epoch(len: usize, batch_size: usize) -> usize {
+    if len > 1 && batch_size > 1 && len % batch_size == 1 {
+        len - 1
+    } else {
+        len
+    }
+}
+
 impl BatchPlan<'_> {
+    /// Samples trained on per epoch; see [`samples_per_epoch`].
+    pub fn samples_per_epoch(&self) -> usize {
+        samples_per_epoch(self.dataset.len(), self.batch_size)
+    }
+
     /// Batches per epoch.
     pub fn steps_per_epoch(&self) -> usize {
-        self.dataset.len().div_ceil(self.batch_size.max(1))
+        self.samples_per_epoch().div_ceil(self.batch_size.max(1))
     }
 
     /// Writes the training batch of samples `indices` of `epoch` (1-based)
@@ -386,13 +403,13 @@ impl<'a> Cursor<'a> {
     /// Fills `batch` with the next batch; `None` when the run is over.
     fn fill_next(&mut self, batch: &mut Batch) -> Option<Result<()>> {
         // A new epoch when the last one is used up.
-        let n = self.plan.dataset.len();
+        let n = self.plan.samples_per_epoch();
         if n == 0 {
             return None;
         }
         if self.start >= n {
             self.epoch = self.epochs.next()?;
-            shuffle_into(&mut self.order, n, self.plan.seed, self.epoch);
+            shuffle_into(&mut self.order, self.plan.dataset.len(), self.plan.seed, self.epoch);
             (self.start, self.step) = (0, 0);
         }
 

@@ -48,7 +48,8 @@ pub use inspect::{
     SplitSummary,
 };
 pub use loader::{
-    epoch_order, fill_batch, Batch, BatchPlan, Batches, Loader, Normalize, SHUFFLE_STREAM,
+    epoch_order, fill_batch, samples_per_epoch, Batch, BatchPlan, Batches, Loader, Normalize,
+    SHUFFLE_STREAM,
 };
 pub use named::{class_names, data_dir, load, load_from, load_from_with, load_with, DATASETS};
 pub use options::{ImportReport, LabelKind, LoadOptions};

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::data::{Augment, BatchPlan, Loader, Normalize, Split};
+use crate::data::{samples_per_epoch, Augment, BatchPlan, Loader, Normalize, Split};
 use crate::io::{Model, ModelInfo};
 use crate::loss::{self, CrossEntropy};
 use crate::nn::{Mode, ModelSpec};
@@ -226,7 +226,8 @@ fn train_in_pool(
     let spec = ModelSpec::parse(&config.model)?;
     let net = spec.build(&shape, classes, &mut Rng::new(config.seed, INIT_STREAM))?;
     let mut optimizer = config.optimizer.build()?;
-    let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
+    let samples_per_epoch = samples_per_epoch(train_set.len(), config.batch_size);
+    let steps_per_epoch = samples_per_epoch.div_ceil(config.batch_size);
     let schedule =
         Schedule::parse(&config.schedule, config.optimizer.lr, config.epochs * steps_per_epoch)?;
     let normalize = match &config.normalize {
@@ -332,14 +333,14 @@ fn train_in_pool(
             let eval = evaluate(&mut model, &split.test)?;
             let metrics = EpochMetrics {
                 epoch,
-                train_loss: loss_sum / train_set.len() as f64,
-                train_accuracy: hits as f64 / train_set.len() as f64,
+                train_loss: loss_sum / samples_per_epoch as f64,
+                train_accuracy: hits as f64 / samples_per_epoch as f64,
                 test_loss: eval.tally.mean_loss(),
                 test_accuracy: eval.tally.accuracy(),
                 test_top5_accuracy: eval.tally.top5_accuracy(),
                 lr,
                 seconds,
-                images_per_second: train_set.len() as f64 / seconds,
+                images_per_second: samples_per_epoch as f64 / seconds,
                 eval_seconds: eval_started.elapsed().as_secs_f64(),
             };
             history.push(metrics.clone());
