@@ -31,6 +31,11 @@ MODELS = {
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
     ),
+    "lenet-bn": lambda: nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    ),
     "w3s": lambda: nn.Sequential(
         nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -65,6 +70,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -99,7 +105,9 @@ def main():
         for start in range(0, len(order), args.batch_size):
             batch = order[start:start + args.batch_size]
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(normalise(train_x[batch])), train_y[batch])
+            logits = model(normalise(train_x[batch]))
+            loss = nn.functional.cross_entropy(
+                logits, train_y[batch], label_smoothing=args.label_smoothing)
             loss.backward()
             optimizer.step()
             if scheduler:

@@ -46,7 +46,7 @@ pub struct TrainArgs {
     /// them: hold out this fraction of each class for testing (seeded by --seed).
     #[arg(long, value_name = "F")]
     val_fraction: Option<f64>,
-    /// Preset (linear, mlp, lenet) or a model spec such as
+    /// Preset (linear, mlp, lenet, lenet-bn, convnet) or a model spec such as
     /// "conv(16,5,pad=2)-relu-maxpool(2)-flatten-linear" (see below).
     #[arg(long, default_value = "mlp")]
     model: String,
@@ -136,12 +136,16 @@ Model specs: layers joined by '-', arguments in parentheses.
   linear(OUT[,bias=false])      bare 'linear' at the end gives one score per class
   conv(OUT,K[,stride=S][,pad=P][,groups=G][,bias=false])   K, S, P may be AxB
   maxpool(K[,stride=S][,pad=P]) stride defaults to K
+  bn[(eps=E,momentum=M,affine=false)]  batch normalisation over the channels
   relu, flatten
 Presets:
-  linear = flatten-linear
-  mlp    = flatten-linear(512)-relu-linear(256)-relu-linear
-  lenet  = conv(6,5,pad=2)-relu-maxpool(2)-conv(16,5)-relu-maxpool(2)-flatten
-           -linear(120)-relu-linear(84)-relu-linear";
+  linear   = flatten-linear
+  mlp      = flatten-linear(512)-relu-linear(256)-relu-linear
+  lenet    = conv(6,5,pad=2)-relu-maxpool(2)-conv(16,5)-relu-maxpool(2)-flatten
+             -linear(120)-relu-linear(84)-relu-linear
+  lenet-bn = lenet with bn after each conv
+  convnet  = conv(32,3,pad=1)-bn-relu-maxpool(2)-conv(64,3,pad=1)-bn-relu-maxpool(2)
+             -conv(128,3,pad=1)-bn-relu-maxpool(2)-flatten-linear";
 
 /// Runs `xent train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
