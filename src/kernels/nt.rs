@@ -15,6 +15,9 @@ const TA: usize = 3;
 /// Rows of `b` per tile.
 const TB: usize = 4;
 
+/// Bytes of `b` kept in L2 while every row of `a` passes over them.
+const B_BLOCK_BYTES: usize = 128 << 10;
+
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ` (or `+=`), rows of `a` limited to `rows`;
 /// `c` starts at row `rows.start`. Row strides: `a` and `b` are `k`, `c` is `n`.
 ///
@@ -53,7 +56,7 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{TA, TB};
+    use super::{B_BLOCK_BYTES, TA, TB};
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gemm_nt(
@@ -65,17 +68,24 @@ mod avx2 {
         c: &mut [f32],
         accumulate: bool,
     ) {
+        // Rows of b in blocks of about 128 KiB, each passed over by every row
+        // of a while it sits in L2; otherwise all of b streams from memory
+        // once per three rows of a.
         let first = rows.start;
-        for i0 in rows.clone().step_by(TA) {
-            let ta = TA.min(rows.end - i0);
-            for j0 in (0..n).step_by(TB) {
-                let tb = TB.min(n - j0);
-                let mut out = [[0.0f32; TB]; TA];
-                tile(a, b, k, i0, ta, j0, tb, &mut out);
-                for (r, out_r) in out.iter().enumerate().take(ta) {
-                    let c_row = &mut c[(i0 - first + r) * n + j0..(i0 - first + r) * n + j0 + tb];
-                    for (dst, &v) in c_row.iter_mut().zip(out_r) {
-                        *dst = if accumulate { *dst + v } else { v };
+        let block = ((B_BLOCK_BYTES / (4 * k.max(1))) / TB * TB).max(TB);
+        for j_start in (0..n).step_by(block) {
+            let j_end = (j_start + block).min(n);
+            for i0 in rows.clone().step_by(TA) {
+                let ta = TA.min(rows.end - i0);
+                for j0 in (j_start..j_end).step_by(TB) {
+                    let tb = TB.min(j_end - j0);
+                    let mut out = [[0.0f32; TB]; TA];
+                    tile(a, b, k, i0, ta, j0, tb, &mut out);
+                    for (r, out_r) in out.iter().enumerate().take(ta) {
+                        let at = (i0 - first + r) * n + j0;
+                        for (dst, &v) in c[at..at + tb].iter_mut().zip(out_r) {
+                            *dst = if accumulate { *dst + v } else { v };
+                        }
                     }
                 }
             }
