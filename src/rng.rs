@@ -1,6 +1,8 @@
-//! The one seeded random stream type. Every random choice in xent (weight
-//! initialisation, shuffling, augmentation) draws from a [`Rng`] derived from
-//! the run's `--seed`, so a run repeats bit for bit.
+//! The seeded random stream type. Weight initialisation and shuffling draw
+//! from a [`Rng`] derived from the run's `--seed`, so a run repeats bit for
+//! bit. Augmentation does not draw from a stream: each sample's crop and flip
+//! are a hash of (seed, epoch, sample index) (see `data::augment`), so they do
+//! not depend on the order in which batches are built.
 
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};

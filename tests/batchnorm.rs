@@ -307,6 +307,7 @@ fn model_file_keeps_buffers() {
         pixel_max: 255.0,
         normalize: Normalize::identity(1),
         dataset: "random".into(),
+        import: Default::default(),
         training: serde_json::Value::Null,
     };
     let mut model = Model { net, info };
@@ -350,6 +351,7 @@ fn model_file_with_a_float_count_is_refused() {
         pixel_max: 255.0,
         normalize: Normalize::identity(1),
         dataset: "random".into(),
+        import: Default::default(),
         training: serde_json::Value::Null,
     };
     let dir = tempfile::tempdir().unwrap();
@@ -451,6 +453,7 @@ fn training_skips_a_last_batch_of_one() {
     let small = xent::data::Split { train: split.train.take(7), test: split.test.take(8) };
     let config = TrainConfig {
         dataset: "digits".into(),
+        import: Default::default(),
         model: "flatten-linear(8)-bn-relu-linear".into(),
         epochs: 2,
         batch_size: 3,

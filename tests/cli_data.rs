@@ -180,9 +180,30 @@ fn train_holds_out_resizes_and_converts_on_request() {
         "{text}"
     );
 
+    // The model file records the import, so eval reads the same held-out
+    // images without the options being given again.
+    let out = xent(&["eval", "--model", run.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["samples"], 2, "{report}");
+
     // Option values xent cannot use: exit 2.
     for bad in [&["--channels", "2"][..], &["--size", "0x3"], &["--val-fraction", "1.5"]] {
         let out = train(bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn folder_options_are_refused_for_other_formats() {
+    let dir = TempDir::new().unwrap();
+    let run = dir.path().join("run");
+    for extra in [&["--size", "8x8"][..], &["--channels", "3"], &["--skip-bad"]] {
+        let base = ["train", "--dataset", "digits", "--out", run.to_str().unwrap()];
+        let out = xent(&[&base[..], extra].concat());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(extra[0]) && err.contains("image folders only"), "{err}");
+        assert!(!run.exists(), "nothing is written for a refused option");
     }
 }

@@ -248,6 +248,7 @@ fn loader_errors_surface_and_end_the_run() {
 fn config(augment: &str, prefetch: bool) -> TrainConfig {
     TrainConfig {
         dataset: "digits".into(),
+        import: Default::default(),
         model: "conv(4,3,pad=1)-relu-maxpool(2)-flatten-linear".into(),
         epochs: 2,
         batch_size: 32,

@@ -31,6 +31,7 @@ fn predict_on_a_png_matches_the_dataset_path() {
     let small = Split { train: split.train.take(2000), test: split.test.take(10) };
     let config = TrainConfig {
         dataset: "mnist".into(),
+        import: Default::default(),
         model: "linear".into(),
         epochs: 1,
         batch_size: 64,

@@ -17,6 +17,7 @@ use xent::{Error, Tensor};
 fn config(model: &str, epochs: usize) -> TrainConfig {
     TrainConfig {
         dataset: "digits".into(),
+        import: Default::default(),
         model: model.into(),
         epochs,
         batch_size: 64,

@@ -1,10 +1,11 @@
 //! `xent eval`: a model file against a dataset's test split.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use xent::io::Model;
+use xent::data::{is_image_folder, LoadOptions};
+use xent::io::{Model, ModelInfo};
 use xent::train::evaluate;
 use xent::{Error, Result};
 
@@ -28,7 +29,7 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let mut model = Model::load(&args.model)?;
     let name = args.dataset.clone().unwrap_or_else(|| model.info.dataset.clone());
-    let split = xent::data::load(&name)?;
+    let (split, _) = xent::data::load_with(&name, &import_options(&name, &model.info))?;
     let eval = evaluate(&mut model, &split.test)?;
     let tally = &eval.tally;
 
@@ -57,6 +58,26 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         eval.seconds
     );
     print_confusion(&model.info.classes, &tally.confusion_rows())
+}
+
+/// How to read `name`: as training read it when it is the training dataset
+/// (the same held-out split, labels, channels and size); another image
+/// folder is converted to the model's channels and size, as `predict` does.
+fn import_options(name: &str, info: &ModelInfo) -> LoadOptions {
+    let canonical = |p: &str| std::fs::canonicalize(p).ok();
+    let same = name == info.dataset
+        || canonical(name).is_some_and(|path| Some(path) == canonical(&info.dataset));
+    if same {
+        return info.import.clone();
+    }
+    match info.input_shape[..] {
+        [channels, height, width] if is_image_folder(Path::new(name)) => LoadOptions {
+            channels: Some(channels),
+            size: Some((height, width)),
+            ..LoadOptions::default()
+        },
+        _ => LoadOptions::default(),
+    }
 }
 
 /// The confusion matrix with true labels as rows, predictions as columns.

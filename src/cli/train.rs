@@ -164,19 +164,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if args.download {
         super::download::fetch_dataset(&args.dataset, &xent::data::data_dir(), &[])?;
     }
-    let labels = match args.labels {
-        Labels::Fine => LabelKind::Fine,
-        Labels::Coarse => LabelKind::Coarse,
-    };
-    let options = LoadOptions {
-        channels: args.channels,
-        size: args.size,
-        skip_bad: args.skip_bad,
-        val_fraction: args.val_fraction,
-        labels,
-        seed: args.seed,
-    };
-    let (split, report) = xent::data::load_with(&args.dataset, &options)?;
+    let (split, report) = xent::data::load_with(&args.dataset, &config.import)?;
     print_import_report(&args.dataset, &report, args.quiet);
     let named = xent::data::DATASETS.contains(&args.dataset.as_str());
     if let (false, Ok(absolute)) = (named, std::fs::canonicalize(&args.dataset)) {
@@ -219,6 +207,17 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
     }
     Ok(TrainConfig {
         dataset: args.dataset.clone(),
+        import: LoadOptions {
+            channels: args.channels,
+            size: args.size,
+            skip_bad: args.skip_bad,
+            val_fraction: args.val_fraction,
+            labels: match args.labels {
+                Labels::Fine => LabelKind::Fine,
+                Labels::Coarse => LabelKind::Coarse,
+            },
+            seed: args.seed,
+        },
         model: args.model.clone(),
         epochs: args.epochs,
         batch_size: args.batch_size,

@@ -133,6 +133,17 @@ pub fn load_from_with(
 ) -> Result<(Split, ImportReport)> {
     let plain = |split: Split| (split, ImportReport::default());
 
+    // Image folders are the one format with import options of their own.
+    let path = Path::new(name_or_path);
+    let image_folder = !DATASETS.contains(&name_or_path)
+        && !is_csv_path(name_or_path)
+        && detect_cifar(path).is_none()
+        && is_image_folder(path);
+    if image_folder {
+        return read_image_folder(path, options);
+    }
+    only_for_folders(name_or_path, options)?;
+
     // Known names first: the embedded digits, CIFAR, then the IDX datasets.
     if name_or_path == "digits" {
         return digits_split().map(plain);
@@ -145,24 +156,41 @@ pub fn load_from_with(
         return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes).map(plain);
     }
 
-    // A path: a CSV file, a CIFAR folder, an image folder or an IDX folder.
-    // A missing folder that is clearly meant as a path is reported as missing
-    // IDX files; a bare word is an unknown name.
-    let path = Path::new(name_or_path);
+    // A path: a CSV file, a CIFAR folder or an IDX folder. A missing folder
+    // that is clearly meant as a path is reported as missing IDX files; a
+    // bare word is an unknown name.
     if is_csv_path(name_or_path) {
         return read_csv_split(path, options).map(plain);
     }
     if let Some(kind) = detect_cifar(path) {
         return read_cifar_split(path, name_or_path, kind, options.labels).map(plain);
     }
-    if is_image_folder(path) {
-        return read_image_folder(path, options);
-    }
     let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
     if path.is_dir() || looks_like_path {
         return read_idx_split(path, name_or_path, &numbered_classes(10)).map(plain);
     }
     Err(Error::UnknownDataset { name: name_or_path.into(), known: DATASETS.join(", ") })
+}
+
+/// Refuses the options only image folders use instead of ignoring them: a
+/// `--size` that silently did nothing would train on other images than asked.
+fn only_for_folders(name: &str, options: &LoadOptions) -> Result<()> {
+    let given: Vec<&str> = [
+        (options.channels.is_some(), "--channels"),
+        (options.size.is_some(), "--size"),
+        (options.skip_bad, "--skip-bad"),
+    ]
+    .into_iter()
+    .filter_map(|(set, flag)| set.then_some(flag))
+    .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Error::arg(format!(
+        "{} applies to image folders only, and {name} is not one (PNG or JPEG files in one \
+         sub-folder per class)",
+        given.join(" and ")
+    )))
 }
 
 #[cfg(test)]

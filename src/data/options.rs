@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// Which CIFAR-100 labels to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LabelKind {
     /// The 100 fine classes.
     #[default]
@@ -15,8 +18,11 @@ pub enum LabelKind {
 }
 
 /// Options for importing a dataset. Each reader uses the ones that apply to
-/// its format and ignores the rest.
-#[derive(Clone, Debug, PartialEq)]
+/// its format; `channels`, `size` and `skip_bad` are refused for formats
+/// other than image folders. A model file records them, so `xent eval`
+/// reads the same test split as training did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoadOptions {
     /// Channels every image is converted to (1 or 3); `None`: the most common
     /// mode found.

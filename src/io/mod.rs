@@ -14,7 +14,7 @@ mod image;
 
 pub use self::image::{read_image, RESIZE_FILTER};
 
-use crate::data::{self, Dataset, Normalize};
+use crate::data::{self, Dataset, LoadOptions, Normalize};
 use crate::loss;
 use crate::nn::{Buffer, Mode, ModelSpec, Sequential};
 use crate::rng::Rng;
@@ -40,6 +40,9 @@ pub struct ModelInfo {
     pub normalize: Normalize,
     /// Name of the training dataset.
     pub dataset: String,
+    /// How the training dataset was imported (held-out fraction and seed,
+    /// CIFAR-100 labels, an image folder's channels and size).
+    pub import: LoadOptions,
     /// Training summary (epochs, accuracy, …); free-form.
     pub training: serde_json::Value,
 }
@@ -99,6 +102,7 @@ impl Model {
             ("pixel_max".to_string(), info.pixel_max.to_string()),
             ("normalize".to_string(), json(&info.normalize)),
             ("dataset".to_string(), info.dataset.clone()),
+            ("import".to_string(), json(&info.import)),
             ("training".to_string(), info.training.to_string()),
         ])
     }
@@ -191,6 +195,7 @@ fn parse_info(meta: &HashMap<String, String>) -> std::result::Result<ModelInfo, 
         "pixel_max": json("pixel_max")?,
         "normalize": json("normalize")?,
         "dataset": get("dataset")?,
+        "import": json("import")?,
         "training": json("training")?,
     });
     serde_json::from_value(info).map_err(|e| format!("metadata: {e}"))

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::data::{samples_per_epoch, Augment, BatchPlan, Loader, Normalize, Split};
+use crate::data::{samples_per_epoch, Augment, BatchPlan, LoadOptions, Loader, Normalize, Split};
 use crate::io::{Model, ModelInfo};
 use crate::loss::{self, CrossEntropy};
 use crate::nn::{Mode, ModelSpec};
@@ -36,6 +36,9 @@ const INIT_STREAM: u64 = 1;
 pub struct TrainConfig {
     /// Dataset name or path.
     pub dataset: String,
+    /// How the dataset is imported; recorded in the model file so `xent
+    /// eval` reads the same test split.
+    pub import: LoadOptions,
     /// Preset name or model spec.
     pub model: String,
     /// Passes over the training split.
@@ -249,6 +252,7 @@ fn train_in_pool(
         pixel_max: f32::from(train_set.max_value()),
         normalize: normalize.clone(),
         dataset: config.dataset.clone(),
+        import: config.import.clone(),
         training: serde_json::Value::Null,
     };
     let mut model = Model { net, info };
