@@ -177,7 +177,8 @@ impl Error {
             }
             Error::DatasetMissing { .. } => Some(
                 "a dataset folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, \
-                 t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz)"
+                 t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz), or one \
+                 sub-folder of PNG or JPEG images per class, or CIFAR .bin files"
                     .into(),
             ),
             Error::Download { .. } => Some(

@@ -117,6 +117,18 @@ fn eval_and_predict_use_the_model_file_alone() {
     let out = xent(&["predict", "--model", model.to_str().unwrap(), junk.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("junk.png: cannot decode image"), "{}", stderr(&out));
+
+    // A JPEG cut short before its end marker is refused, as training does,
+    // rather than classified with its missing part filled in.
+    let jpeg = dir.path().join("bar.jpg");
+    bar.save(&jpeg).unwrap();
+    let out = xent(&["predict", "--model", model.to_str().unwrap(), jpeg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() - 2]).unwrap();
+    let out = xent(&["predict", "--model", model.to_str().unwrap(), jpeg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bar.jpg: truncated"), "{}", stderr(&out));
 }
 
 #[test]
@@ -131,6 +143,16 @@ fn missing_dataset_says_where_it_looked_and_how_to_fix_it() {
     assert!(err.starts_with("error: dataset mnist:"), "{err}");
     assert!(err.contains(&where_.display().to_string()) && err.contains("hint:"), "{err}");
     assert!(!unused.exists());
+
+    // A path that does not exist, or a file that is no dataset, says so.
+    let nowhere = dir.path().join("no/such/folder");
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "hello").unwrap();
+    for (path, want) in [(&nowhere, "no such file or folder"), (&file, "not a dataset")] {
+        let out = xent(&["train", "--dataset", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    }
 }
 
 #[test]

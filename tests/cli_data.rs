@@ -188,7 +188,8 @@ fn train_holds_out_resizes_and_converts_on_request() {
     assert_eq!(report["samples"], 2, "{report}");
 
     // Option values xent cannot use: exit 2.
-    for bad in [&["--channels", "2"][..], &["--size", "0x3"], &["--val-fraction", "1.5"]] {
+    let huge = ["--size", "100000x100000"];
+    for bad in [&["--channels", "2"][..], &["--size", "0x3"], &["--val-fraction", "1.5"], &huge] {
         let out = train(bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
     }

@@ -258,7 +258,8 @@ fn folder_path_that_does_not_exist() {
     let root = TempDir::new().expect("temp dir");
     let dir = root.path().join("nowhere");
     let err = data::load(&dir.to_string_lossy()).expect_err("no such folder");
-    assert!(matches!(err, Error::DatasetMissing { ref missing, .. } if missing.len() == 4));
+    assert!(matches!(err, Error::InvalidData { ref path, .. } if *path == dir), "{err}");
+    assert!(err.to_string().ends_with("no such file or folder"), "{err}");
 }
 
 /// Real MNIST from `$XENT_DATA/mnist`: counts, size, classes, and the

@@ -149,6 +149,30 @@ fn model_file_round_trips() {
     std::fs::write(dir.path().join("junk.safetensors"), b"not a model").unwrap();
     let err = Model::load(&dir.path().join("junk.safetensors")).unwrap_err().to_string();
     assert!(err.contains("junk.safetensors") && err.contains("not a safetensors file"), "{err}");
+
+    // Metadata that would silently change every prediction, or that does not
+    // fit the weights, is refused with the file named.
+    let tampered = dir.path().join("tampered.safetensors");
+    let save_with = |edit: &dyn Fn(&mut Model)| {
+        let mut model = Model::load(&path).unwrap();
+        edit(&mut model);
+        model.save(&tampered).unwrap();
+        Model::load(&tampered).unwrap_err().to_string()
+    };
+    let err = save_with(&|m| m.info.pixel_max = 0.0);
+    assert!(err.contains("tampered.safetensors") && err.contains("pixel_max"), "{err}");
+    let err = save_with(&|m| m.info.normalize.std = vec![0.0]);
+    assert!(err.contains("normalize"), "{err}");
+    let err = save_with(&|m| m.info.classes.truncate(1));
+    assert!(err.contains("tampered.safetensors") && err.contains("does not fit"), "{err}");
+}
+
+#[test]
+fn an_empty_test_split_is_refused() {
+    let split = digits();
+    let empty = Split { train: split.train.take(64), test: split.test.take(0) };
+    let err = train::train(&empty, &config("linear", 1), None, &mut ()).unwrap_err().to_string();
+    assert!(err.contains("test split holds no images"), "{err}");
 }
 
 // metrics.json: every case — argmax with PyTorch's first-maximum tie rule,

@@ -448,6 +448,10 @@ fn hold_out(classes: &[ClassDir], fraction: f64, seed: u64, plan: &mut Plan) {
     }
 }
 
+/// The largest side `--size` accepts; a classifier's input is far smaller,
+/// and a typo such as `2240x2240` should not try to allocate the machine.
+const MAX_SIDE: usize = 4096;
+
 /// Checks the options this reader uses.
 ///
 /// # Errors
@@ -457,8 +461,11 @@ pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
     if let Some(c) = options.channels.filter(|&c| c != 1 && c != 3) {
         return Err(Error::arg(format!("--channels must be 1 or 3, found {c}")));
     }
-    if let Some((h, w)) = options.size.filter(|&(h, w)| h == 0 || w == 0) {
-        return Err(Error::arg(format!("--size must be at least 1x1, found {h}x{w}")));
+    let outside = |side: usize| side == 0 || side > MAX_SIDE;
+    if let Some((h, w)) = options.size.filter(|&(h, w)| outside(h) || outside(w)) {
+        return Err(Error::arg(format!(
+            "--size must be from 1x1 to {MAX_SIDE}x{MAX_SIDE}, found {h}x{w}"
+        )));
     }
     if let Some(f) = options.val_fraction.filter(|f| !(*f > 0.0 && *f < 1.0)) {
         return Err(Error::arg(format!("--val-fraction must be between 0 and 1, found {f}")));
@@ -503,7 +510,18 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
 
     // Each image is decoded straight into its place in one buffer.
     let len = c * h * w;
-    let mut pixels = vec![0u8; samples.len() * len];
+    let total = samples.len() * len;
+    let mut pixels = Vec::new();
+    if pixels.try_reserve_exact(total).is_err() {
+        return Err(Error::arg(format!(
+            "{}: {} images of {c}x{h}x{w} need {:.1} GB of memory, more than this machine \
+             can allocate; pass a smaller --size",
+            root.display(),
+            samples.len(),
+            total as f64 / 1e9
+        )));
+    }
+    pixels.resize(total, 0);
     let outcomes: Vec<std::result::Result<(), String>> = pixels
         .par_chunks_mut(len)
         .zip(paths.par_iter().zip(probes.par_iter_mut()))
@@ -841,7 +859,7 @@ fn png_header(bytes: &[u8]) -> std::result::Result<Header, String> {
 /// skipped by their length (so an embedded thumbnail is not mistaken for
 /// the image), entropy-coded data up to the next marker (`FF` followed by
 /// neither `00` nor a restart code).
-fn jpeg_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+pub(crate) fn jpeg_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     let truncated = || "truncated: the file ends before its end-of-image marker".to_string();
     let mut frame = None;
     let mut at = 2;

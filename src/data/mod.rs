@@ -41,6 +41,7 @@ pub use download::{
     download, extract_tar_gz, fetch, file_url, resolve_mirrors, source, Digests, Event, RemoteFile,
     Source, MIRROR_ENV, SOURCES,
 };
+pub(crate) use folder::jpeg_header;
 pub use folder::{is_image_folder, read_image_folder, RESIZE_FILTER};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_split, IdxImages, IDX_FILES};
 pub use inspect::{

@@ -166,6 +166,15 @@ pub fn load_from_with(
         return read_cifar_split(path, name_or_path, kind, options.labels).map(plain);
     }
     let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
+    if looks_like_path && !path.exists() {
+        return Err(Error::invalid(path, "no such file or folder"));
+    }
+    if path.is_file() {
+        return Err(Error::invalid(
+            path,
+            "not a dataset: --dataset takes a folder or a .csv file (see \"Data\" in the README)",
+        ));
+    }
     if path.is_dir() || looks_like_path {
         return read_idx_split(path, name_or_path, &numbered_classes(10)).map(plain);
     }

@@ -16,14 +16,21 @@ pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 ///
 /// # Errors
 ///
-/// [`Error::Image`] when the file cannot be read or decoded,
+/// [`Error::Image`] when the file cannot be decoded, [`Error::InvalidData`]
+/// for a JPEG cut short before its end marker, [`Error::Io`] when it cannot
+/// be read,
 /// [`Error::InvalidArgument`] for a channel count other than 1 or 3.
 pub fn read_image(path: &Path, shape: &[usize]) -> Result<Vec<u8>> {
     let &[c, h, w] = shape else {
         return Err(Error::arg(format!("image input needs a [c, h, w] shape, found {shape:?}")));
     };
-    let decoded = image::ImageReader::open(path)
-        .map_err(|e| Error::io("reading", path, e))?
+    let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+
+    // Decoders fill a cut-short JPEG with grey; refuse it as training does.
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        crate::data::jpeg_header(&bytes).map_err(|why| Error::invalid(path, why))?;
+    }
+    let decoded = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io("reading", path, e))?
         .decode()

@@ -126,8 +126,11 @@ impl Model {
         let info = parse_info(&meta).map_err(bad)?;
 
         // Rebuild the architecture, then overwrite its fresh weights.
-        let spec = ModelSpec::parse(&info.spec)?;
-        let mut net = spec.build(&info.input_shape, info.classes.len(), &mut Rng::new(0, 0))?;
+        let inconsistent = |e: Error| bad(format!("its metadata does not fit together: {e}"));
+        let spec = ModelSpec::parse(&info.spec).map_err(inconsistent)?;
+        let mut net = spec
+            .build(&info.input_shape, info.classes.len(), &mut Rng::new(0, 0))
+            .map_err(inconsistent)?;
         for (name, param) in net.named_params_mut() {
             let view =
                 tensors.tensor(&name).map_err(|_| bad(format!("tensor {name} is missing")))?;
@@ -198,7 +201,25 @@ fn parse_info(meta: &HashMap<String, String>) -> std::result::Result<ModelInfo, 
         "import": json("import")?,
         "training": json("training")?,
     });
-    serde_json::from_value(info).map_err(|e| format!("metadata: {e}"))
+    let info: ModelInfo = serde_json::from_value(info).map_err(|e| format!("metadata: {e}"))?;
+
+    // Values that would silently change every prediction.
+    if !(info.pixel_max.is_finite() && info.pixel_max > 0.0) {
+        return Err(format!("metadata pixel_max must be above 0, found {}", info.pixel_max));
+    }
+    let Normalize { mean, std } = &info.normalize;
+    let channels = info.input_shape.first().copied().unwrap_or(0);
+    if mean.len() != channels || std.len() != channels {
+        return Err(format!(
+            "metadata normalize has {} mean(s) and {} std(s) for {channels} input channel(s)",
+            mean.len(),
+            std.len()
+        ));
+    }
+    if mean.iter().chain(std).any(|v| !v.is_finite()) || std.iter().any(|&s| s <= 0.0) {
+        return Err("metadata normalize needs finite means and stds above 0".into());
+    }
+    Ok(info)
 }
 
 fn json<T: Serialize>(value: &T) -> String {

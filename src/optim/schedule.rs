@@ -283,8 +283,9 @@ impl OneCycle {
         for end in self.phase_end_steps() {
             if end <= start {
                 return Err(Error::arg(format!(
-                    "onecycle over {} steps with pct_start {}: a phase would end at step {end}, \
-                     not after its start {start}; use more steps or another pct_start",
+                    "onecycle over {} step(s) with pct_start {}: a phase would end at step \
+                     {end:.2}, not after its start {start:.2}; use more steps or another \
+                     pct_start",
                     self.total_steps, self.pct_start
                 )));
             }

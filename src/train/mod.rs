@@ -222,6 +222,14 @@ fn train_in_pool(
             config.dataset
         )));
     }
+    if split.test.is_empty() {
+        // A run scored on nothing would report 0% as if it were a result.
+        return Err(Error::arg(format!(
+            "dataset {}: the test split holds no images; give a test/ folder or a larger \
+             --val-fraction (each class holds out its fraction, rounded)",
+            config.dataset
+        )));
+    }
     let shape = train_set.sample_shape().to_vec();
     let classes = train_set.classes().len();
 
@@ -231,8 +239,19 @@ fn train_in_pool(
     let mut optimizer = config.optimizer.build()?;
     let samples_per_epoch = samples_per_epoch(train_set.len(), config.batch_size);
     let steps_per_epoch = samples_per_epoch.div_ceil(config.batch_size);
-    let schedule =
-        Schedule::parse(&config.schedule, config.optimizer.lr, config.epochs * steps_per_epoch)?;
+    let total_steps = config.epochs * steps_per_epoch;
+    let schedule = Schedule::parse(&config.schedule, config.optimizer.lr, total_steps).map_err(
+        |e| match e {
+            // Say where the step count comes from: a small dataset with the
+            // default batch size has fewer steps than the user may think.
+            Error::InvalidArgument(why) => Error::arg(format!(
+                "{why} (this run has {total_steps} step(s): {} epoch(s) of {steps_per_epoch} \
+                 batch(es); more epochs, a smaller --batch-size or --schedule constant fit)",
+                config.epochs
+            )),
+            other => other,
+        },
+    )?;
     let normalize = match &config.normalize {
         Some(given) if given.channels() != shape[0] => {
             return Err(Error::arg(format!(
