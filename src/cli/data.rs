@@ -205,7 +205,7 @@ pub fn print_import_report(dataset: &str, report: &ImportReport, quiet: bool) {
         if !report.conversions.is_empty() {
             let done: Vec<String> =
                 report.conversions.iter().map(|(what, n)| format!("{what}: {n}")).collect();
-            println!("import converted {}", done.join(", "));
+            println!("import applied {}", done.join(", "));
         }
     }
     for warning in report.warnings.iter().take(IMPORT_EXAMPLES) {

@@ -288,8 +288,9 @@ fn check_magic(path: &Path, kind: Kind, magic: &[u8], after: &str) -> Result<()>
             hex(&want)
         ),
         [0, 0, t, r] if *r == kind.rank() => format!(
-            "data type 0x{t:02x} is not supported; expected 0x08 (unsigned bytes), \
-             magic number 0x{:08x}",
+            "magic number {} has data type 0x{t:02x}, which is not supported; expected \
+             0x08 (unsigned bytes), magic number 0x{:08x}",
+            hex(magic),
             u32::from_be_bytes(want)
         ),
         [0, 0, UBYTE, r] => format!(

@@ -261,7 +261,7 @@ impl<'a> Args<'a> {
         }
         match self.named.iter().find(|(k, _)| !keys.contains(k)) {
             Some((k, _)) => {
-                Err(format!("`{}`: unknown option `{k}` (known: {keys:?})", self.layer))
+                Err(format!("`{}`: unknown option `{k}` (known: {})", self.layer, keys.join(", ")))
             }
             None => Ok(()),
         }
@@ -299,12 +299,12 @@ impl<'a> Args<'a> {
         let Some(text) = self.named(key) else { return Ok(default) };
         match text.parse::<f64>() {
             Ok(v) if range.contains(&v) => Ok(v),
-            _ => Err(format!(
-                "`{}`: {key}={text} is not a number from {} to {}",
-                self.layer,
-                range.start(),
-                range.end()
-            )),
+            _ => {
+                // A lower bound of f64::MIN_POSITIVE means "above 0".
+                let (lo, hi) = (*range.start(), *range.end());
+                let from = if lo == f64::MIN_POSITIVE { "(0".into() } else { format!("[{lo}") };
+                Err(format!("`{}`: {key}={text} is not a number in {from}, {hi}]", self.layer))
+            }
         }
     }
 
