@@ -57,38 +57,117 @@ fn pick(best: f32, best_at: usize, v: f32, at: usize) -> (f32, usize) {
 }
 
 /// The common 2×2, stride 2, unpadded case: four reads per output, in the
-/// same scan order as the general loop.
-fn maxpool_2x2(g: &Window, x: &[f32], y: &mut [f32], argmax: Option<&mut [u32]>) {
+/// same scan order as the general loop, eight outputs at a time with AVX2.
+fn maxpool_2x2(g: &Window, x: &[f32], y: &mut [f32], mut argmax: Option<&mut [u32]>) {
     let (oh, ow, w) = (g.oh(), g.ow(), g.w);
-    let mut argmax = argmax;
     for oy in 0..oh {
         let top = &x[2 * oy * w..2 * oy * w + 2 * ow];
         let bottom = &x[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+        let row = Row2x2 { top, bottom, base: 2 * oy * w, w };
         let out = &mut y[oy * ow..(oy + 1) * ow];
-        let base = 2 * oy * w;
-        match argmax.as_deref_mut() {
-            Some(argmax) => {
-                let idx = &mut argmax[oy * ow..(oy + 1) * ow];
-                for ox in 0..ow {
-                    let at = base + 2 * ox;
-                    let (mut best, mut best_at) = (top[2 * ox], at);
-                    (best, best_at) = pick(best, best_at, top[2 * ox + 1], at + 1);
-                    (best, best_at) = pick(best, best_at, bottom[2 * ox], at + w);
-                    (best, best_at) = pick(best, best_at, bottom[2 * ox + 1], at + w + 1);
-                    out[ox] = best;
-                    idx[ox] = best_at as u32;
-                }
-            }
-            None => {
-                for ox in 0..ow {
-                    let (mut best, mut at) = (top[2 * ox], 0);
-                    (best, at) = pick(best, at, top[2 * ox + 1], 0);
-                    (best, at) = pick(best, at, bottom[2 * ox], at);
-                    (best, _) = pick(best, at, bottom[2 * ox + 1], at);
-                    out[ox] = best;
-                }
+        let idx = argmax.as_deref_mut().map(|a| &mut a[oy * ow..(oy + 1) * ow]);
+        row.pool(out, idx);
+    }
+}
+
+/// One output row of a 2×2 pooling: its two input rows and where they start
+/// in the plane.
+struct Row2x2<'a> {
+    top: &'a [f32],
+    bottom: &'a [f32],
+    /// Flat index of `top[0]` in the plane.
+    base: usize,
+    /// Width of the input plane.
+    w: usize,
+}
+
+impl Row2x2<'_> {
+    fn pool(&self, out: &mut [f32], mut idx: Option<&mut [u32]>) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was just detected; the kernel reads `top` and
+            // `bottom` only below `2 · out.len()`, their length.
+            done = unsafe { avx2::pool_2x2(self, out, idx.as_deref_mut()) };
+        }
+        self.pool_scalar(done, out, idx);
+    }
+
+    /// Outputs `from..` one at a time.
+    fn pool_scalar(&self, from: usize, out: &mut [f32], mut idx: Option<&mut [u32]>) {
+        let (top, bottom, w) = (self.top, self.bottom, self.w);
+        for ox in from..out.len() {
+            let at = self.base + 2 * ox;
+            let (mut best, mut best_at) = (top[2 * ox], at);
+            (best, best_at) = pick(best, best_at, top[2 * ox + 1], at + 1);
+            (best, best_at) = pick(best, best_at, bottom[2 * ox], at + w);
+            (best, best_at) = pick(best, best_at, bottom[2 * ox + 1], at + w + 1);
+            out[ox] = best;
+            if let Some(idx) = idx.as_deref_mut() {
+                idx[ox] = best_at as u32;
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::Row2x2;
+
+    /// The even and the odd lanes of the sixteen values `a`, `b`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn deinterleave(a: __m256, b: __m256) -> (__m256, __m256) {
+        // Within each 128-bit half first, then the 64-bit pairs in order.
+        let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        let odd = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+        let order = |v: __m256| {
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        (order(even), order(odd))
+    }
+
+    /// Pools the first multiple of eight outputs of `row` into `out` (and
+    /// their flat argmax into `idx`); returns how many it did.
+    ///
+    /// # Safety
+    ///
+    /// AVX2 must be present, and `top` and `bottom` hold `2 · out.len()`
+    /// values.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pool_2x2(row: &Row2x2, out: &mut [f32], idx: Option<&mut [u32]>) -> usize {
+        let blocks = out.len() / 8;
+        let even_lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let (right, below) = (_mm256_set1_epi32(1), _mm256_set1_epi32(row.w as i32));
+        let idx = idx.map(|i| i.as_mut_ptr());
+        for block in 0..blocks {
+            let ox = 8 * block;
+            let (t, b) = (row.top.as_ptr().add(2 * ox), row.bottom.as_ptr().add(2 * ox));
+            let (top_l, top_r) = deinterleave(_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
+            let (bot_l, bot_r) = deinterleave(_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)));
+
+            // The scan order of the scalar loop: a strictly greater value or
+            // a NaN takes over, lane by lane.
+            let at = _mm256_add_epi32(_mm256_set1_epi32((row.base + 2 * ox) as i32), even_lanes);
+            let (mut best, mut best_at) = (top_l, _mm256_castsi256_ps(at));
+            let candidates = [
+                (top_r, _mm256_add_epi32(at, right)),
+                (bot_l, _mm256_add_epi32(at, below)),
+                (bot_r, _mm256_add_epi32(_mm256_add_epi32(at, below), right)),
+            ];
+            for (v, v_at) in candidates {
+                let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+                let take = _mm256_or_ps(greater, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+                best = _mm256_blendv_ps(best, v, take);
+                best_at = _mm256_blendv_ps(best_at, _mm256_castsi256_ps(v_at), take);
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(ox), best);
+            if let Some(idx) = idx {
+                _mm256_storeu_si256(idx.add(ox).cast(), _mm256_castps_si256(best_at));
+            }
+        }
+        8 * blocks
     }
 }
 
@@ -143,6 +222,30 @@ mod tests {
         let mut no_index = [0.0; 4];
         maxpool_2x2(&g, &x, &mut no_index, None);
         assert_eq!([no_index[0], no_index[2], no_index[3]], [1.0, -0.5, 7.0]);
+    }
+
+    #[test]
+    fn eight_wide_2x2_path_matches_the_general_loop_on_ties_and_nans() {
+        // Few distinct values, so ties are common; NaNs sprinkled in. Widths
+        // with and without a scalar tail after the blocks of eight outputs.
+        for (h, w) in [(4, 16), (6, 17), (3, 35), (8, 48), (2, 2)] {
+            let g = Window { c: 1, h, w, kh: 2, kw: 2, sh: 2, sw: 2, ph: 0, pw: 0 };
+            let x: Vec<f32> = (0..h * w)
+                .map(|i| if i % 29 == 7 { f32::NAN } else { ((i * 7919) % 5) as f32 - 2.0 })
+                .collect();
+            let n = g.oh() * g.ow();
+            let (mut fast, mut fast_at) = (vec![0.0; n], vec![0; n]);
+            maxpool_2x2(&g, &x, &mut fast, Some(&mut fast_at));
+            let (mut slow, mut slow_at) = (vec![0.0; n], vec![0; n]);
+            maxpool_general(&g, &x, &mut slow, Some(&mut slow_at));
+            assert_eq!(fast_at, slow_at, "{h}x{w}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "{h}x{w}");
+
+            let mut no_index = vec![0.0; n];
+            maxpool_2x2(&g, &x, &mut no_index, None);
+            assert_eq!(bits(&no_index), bits(&slow), "{h}x{w} without argmax");
+        }
     }
 
     #[test]

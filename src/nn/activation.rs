@@ -26,10 +26,10 @@ impl Layer for Relu {
     fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         // A compare and select, which vectorises (`f32::max` would not, and
         // would turn NaN into 0).
-        y.data_mut()
-            .iter_mut()
-            .zip(x.data())
-            .for_each(|(y, &x)| *y = if x < 0.0 { 0.0 } else { x });
+        let ys = y.data_mut().par_chunks_mut(CHUNK).zip(x.data().par_chunks(CHUNK));
+        ys.for_each(|(y, x)| {
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x < 0.0 { 0.0 } else { x });
+        });
     }
 
     fn backward(&mut self, _x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {

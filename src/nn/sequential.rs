@@ -132,7 +132,8 @@ impl Sequential {
     }
 
     /// dL/d(output of layer `i`) from the last backward pass, for `i` below the
-    /// last layer (whose gradient is the `dlogits` passed in).
+    /// last layer (whose gradient is the `dlogits` passed in) and at or above
+    /// the first layer with parameters (below it, nothing is computed).
     ///
     /// # Panics
     ///
@@ -142,8 +143,10 @@ impl Sequential {
     }
 
     /// Carries `dlogits` (dL/d output of the last forward pass) back through
-    /// every layer, adding into each parameter's gradient. The gradient for
-    /// the input itself is not computed.
+    /// every layer, adding into each parameter's gradient. Gradients that no
+    /// parameter needs are not computed: not the input's, and none below the
+    /// first layer with parameters (a `flatten` in front of the first
+    /// `linear`), as autograd skips what does not require a gradient.
     ///
     /// # Panics
     ///
@@ -154,11 +157,13 @@ impl Sequential {
         let last = self.layers.len();
         assert_eq!(dlogits.shape(), self.acts[last].shape(), "dlogits has the logits' shape");
 
-        for i in (0..last).rev() {
+        // Layers below the first with parameters have nothing to learn.
+        let first = self.layers.iter().position(|l| !l.params().is_empty()).unwrap_or(last);
+        for i in (first..last).rev() {
             let started = self.profile.as_ref().map(|_| Instant::now());
             let (below, above) = self.grads.split_at_mut(i + 1);
             let dy = if i + 1 == last { dlogits } else { &above[0] };
-            let dx = if i == 0 {
+            let dx = if i == first {
                 None
             } else {
                 below[i].resize(self.acts[i].shape());
@@ -261,5 +266,39 @@ impl Sequential {
             shape = layer.output_shape(&shape);
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::ModelSpec;
+    use crate::rng::Rng;
+
+    #[test]
+    fn backward_stops_at_the_first_layer_with_parameters() {
+        // relu-flatten in front of the linear layer: nothing below it learns.
+        let spec = ModelSpec::parse("relu-flatten-linear(3)").unwrap();
+        let mut net = spec.build(&[1, 2, 2], 3, &mut Rng::new(0, 1)).unwrap();
+        let values: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+        let x = Tensor::from_vec(&[2, 1, 2, 2], values).unwrap();
+        net.forward(&x, Mode::Train).unwrap();
+        let dlogits = Tensor::from_vec(&[2, 3], vec![1.0, 0.0, -1.0, 0.5, 2.0, 0.0]).unwrap();
+        net.zero_grad();
+        net.backward(&dlogits);
+
+        // dweight [3, 4] = dlogitsᵀ · flat, where flat = relu(x) as [2, 4].
+        let flat = net.activation(1).data().to_vec();
+        let mut want = [0.0f32; 12];
+        for (o, dw_row) in want.chunks_mut(4).enumerate() {
+            for (i, dw) in dw_row.iter_mut().enumerate() {
+                *dw = (0..2).map(|s| dlogits.data()[s * 3 + o] * flat[s * 4 + i]).sum();
+            }
+        }
+        assert_eq!(net.params().next().unwrap().grad.data(), &want);
+
+        // The gradients for the flatten and relu outputs were never computed.
+        assert_eq!(net.activation_grad(0).numel(), 0);
+        assert_eq!(net.activation_grad(1).numel(), 0);
     }
 }
