@@ -260,9 +260,9 @@ mod avx2 {
                         let a = w.panel(panel).as_ptr().add(k0 * MR);
                         let c = dst.add((panel - panels.start) * MR * p);
                         if width > 8 {
-                            tile::<2>(a, src, taps, c, p, rows, &masks, add);
+                            tile::<2>(a, src, taps, c, p, rows, &masks, width == 16, add);
                         } else {
-                            tile::<1>(a, src, taps, c, p, rows, &masks, add);
+                            tile::<1>(a, src, taps, c, p, rows, &masks, width == 8, add);
                         }
                     }
                 }
@@ -310,15 +310,29 @@ mod avx2 {
                 }
                 for (r, acc_r) in acc.iter().enumerate().take(rows) {
                     let out = dwt.as_mut_ptr().add((t0 + r) * ldc + o0);
-                    for v in 0..2 {
-                        let mut value = acc_r[v];
-                        if accumulate {
-                            value =
-                                _mm256_add_ps(value, _mm256_maskload_ps(out.add(8 * v), masks[v]));
-                        }
-                        _mm256_maskstore_ps(out.add(8 * v), masks[v], value);
-                    }
+                    let mask = |v: usize| (width < 16).then_some(masks[v]);
+                    store(out, acc_r[0], mask(0), accumulate);
+                    store(out.add(8), acc_r[1], mask(1), accumulate);
                 }
+            }
+        }
+    }
+
+    /// Writes (or adds) eight lanes at `out`, or only those of `mask`. Masked
+    /// stores are slow on some CPUs (microcoded on AMD's), so full lanes
+    /// take plain ones.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store(out: *mut f32, value: __m256, mask: Option<__m256i>, accumulate: bool) {
+        match mask {
+            None if accumulate => _mm256_storeu_ps(out, _mm256_add_ps(value, _mm256_loadu_ps(out))),
+            None => _mm256_storeu_ps(out, value),
+            Some(mask) => {
+                let value = if accumulate {
+                    _mm256_add_ps(value, _mm256_maskload_ps(out, mask))
+                } else {
+                    value
+                };
+                _mm256_maskstore_ps(out, mask, value);
             }
         }
     }
@@ -335,6 +349,7 @@ mod avx2 {
         ldc: usize,
         rows: usize,
         masks: &[__m256i; 2],
+        full: bool,
         accumulate: bool,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; MR];
@@ -352,11 +367,7 @@ mod avx2 {
         for (r, acc_r) in acc.iter().enumerate().take(rows) {
             let out = c.add(r * ldc);
             for v in 0..V {
-                let mut value = acc_r[v];
-                if accumulate {
-                    value = _mm256_add_ps(value, _mm256_maskload_ps(out.add(8 * v), masks[v]));
-                }
-                _mm256_maskstore_ps(out.add(8 * v), masks[v], value);
+                store(out.add(8 * v), acc_r[v], (!full).then_some(masks[v]), accumulate);
             }
         }
     }
