@@ -332,7 +332,7 @@ impl Observer for Printer {
                 }
                 let due = match every {
                     0 => s.seconds - self.last_log >= LOG_SECONDS,
-                    n => s.step % n == 0,
+                    n => s.step.is_multiple_of(n),
                 };
                 if due {
                     self.last_log = s.seconds;

@@ -9,6 +9,7 @@ mod nt;
 mod packed;
 mod peak;
 mod pool;
+mod simd;
 
 pub use self::gemm::Gemm;
 pub use direct::{conv_rows, conv_rows_panels, conv_weight_grad, pad_image, Padded, SLACK};
@@ -24,3 +25,4 @@ pub use nt::gemm_nt_rows;
 pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;
 pub use pool::{maxpool_plane, maxpool_plane_backward};
+pub use simd::{level, Level};

@@ -4,21 +4,19 @@
 //! makes it faster than a general GEMM on these shapes, where `b` is touched
 //! once per product and packing it would double the memory traffic.
 //!
-//! The AVX2+FMA kernel computes a 6×16 tile of `c` in twelve registers; the
-//! CPU is checked at run time, so the same binary runs (more slowly) on CPUs
-//! without it.
+//! The kernel computes a tile of 6 rows by two vectors of `c` in twelve
+//! registers: 6×32 with AVX-512, 6×16 with AVX2, chosen at run time.
 
 use std::ops::Range;
+
+use super::simd::{level, Level};
 
 /// Rows of `a` per panel (output channels per tile of the convolution
 /// kernels): one broadcast each per step of the inner loop.
 pub const MR: usize = 6;
 
-/// Columns of `c` per tile: two 8-lane vectors.
-const NR: usize = 16;
-
-/// Steps of the inner dimension per pass, so that a `KC × NR` block of `b`
-/// (16 KiB) and an `MR × KC` panel of `a` (6 KiB) share L1 together.
+/// Steps of the inner dimension per pass, so that a `KC × 2·LANES` block of
+/// `b` (16 or 32 KiB) and an `MR × KC` panel of `a` (6 KiB) share L1.
 const KC: usize = 256;
 
 /// The left operand, `m × k`, packed in panels of [`MR`] rows: within a panel,
@@ -117,12 +115,32 @@ pub(super) fn gemm_packed_panels(
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "gemm_packed: b too short");
     assert!(c.len() >= (rows - 1) * ldc + n, "gemm_packed: c too short");
 
+    run(level(), a, panels, b, ldb, n, c, ldc, accumulate);
+}
+
+/// [`gemm_packed_panels`] at a given instruction-set level (tests run every
+/// level the CPU has).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    level: Level,
+    a: &PackedA,
+    panels: Range<usize>,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: `level` is one the CPU supports, and the caller's asserts bound
+    // every index the kernels read or write.
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected, and the asserts above
-        // bound every index the kernel reads or writes.
-        unsafe { avx2::gemm(a, panels, b, ldb, n, c, ldc, accumulate) };
-        return;
+    match level {
+        Level::Avx512 => {
+            return unsafe { wide::gemm_avx512(a, panels, b, ldb, n, c, ldc, accumulate) }
+        }
+        Level::Avx2 => return unsafe { wide::gemm_avx2(a, panels, b, ldb, n, c, ldc, accumulate) },
+        Level::Portable => {}
     }
     portable(a, panels, b, ldb, n, c, ldc, accumulate);
 }
@@ -156,45 +174,46 @@ fn portable(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
+mod wide {
+    use super::super::simd::{Avx2, Avx512, Simd};
+    use super::{PackedA, Range, KC, MR};
 
-    use super::{PackedA, Range, KC, MR, NR};
-
-    /// Lane masks for the last, partial tile: the first `n` lanes set.
-    fn tail_masks(n: usize) -> [__m256i; 2] {
-        let lane = |i: usize| if i < n { -1i32 } else { 0 };
-        // SAFETY: building a vector from integers needs no CPU feature beyond
-        // AVX, which the caller has checked.
-        unsafe {
-            [
-                _mm256_setr_epi32(
-                    lane(0),
-                    lane(1),
-                    lane(2),
-                    lane(3),
-                    lane(4),
-                    lane(5),
-                    lane(6),
-                    lane(7),
-                ),
-                _mm256_setr_epi32(
-                    lane(8),
-                    lane(9),
-                    lane(10),
-                    lane(11),
-                    lane(12),
-                    lane(13),
-                    lane(14),
-                    lane(15),
-                ),
-            ]
-        }
-    }
+    /// Vectors per row of a tile: a tile is `MR × 2·LANES` of `c`.
+    const V: usize = 2;
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm(
+    pub(super) unsafe fn gemm_avx2(
+        a: &PackedA,
+        panels: Range<usize>,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        gemm::<Avx2>(a, panels, b, ldb, n, c, ldc, accumulate)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx512(
+        a: &PackedA,
+        panels: Range<usize>,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        gemm::<Avx512>(a, panels, b, ldb, n, c, ldc, accumulate)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm<S: Simd>(
         a: &PackedA,
         panels: Range<usize>,
         b: &[f32],
@@ -205,6 +224,7 @@ mod avx2 {
         accumulate: bool,
     ) {
         let (m, k) = (a.m, a.k);
+        let nr = V * S::LANES;
         let first = panels.start;
         if k == 0 && !accumulate {
             // An empty sum: the tiles below would never run.
@@ -215,25 +235,24 @@ mod avx2 {
         }
 
         // Inner dimension in blocks of KC; within one, column blocks outside,
-        // so one KC×16 block of b stays in L1 while every panel of a passes.
+        // so one KC × nr block of b stays in L1 while every panel of a passes.
         // With several panels to serve, the block is first copied to a
         // contiguous buffer: rows of b a power-of-two apart (a 9216-wide
         // layer, a 1024² matrix) would otherwise share a few L1 sets and
         // evict each other.
         let copy_b = panels.len() >= 3;
-        let mut block = AlignedBlock([0.0; KC * NR]);
+        let mut block = AlignedBlock([0.0; KC * 32]);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             let add = accumulate || k0 > 0;
-            for j0 in (0..n).step_by(NR) {
-                let width = NR.min(n - j0);
-                let masks = tail_masks(width);
+            for j0 in (0..n).step_by(nr) {
+                let width = nr.min(n - j0);
                 let (b_block, b_stride) = if copy_b {
                     for p in 0..kc {
                         let src = &b[(k0 + p) * ldb + j0..(k0 + p) * ldb + j0 + width];
-                        block.0[p * NR..p * NR + width].copy_from_slice(src);
+                        block.0[p * nr..p * nr + width].copy_from_slice(src);
                     }
-                    (block.0.as_ptr(), NR)
+                    (block.0.as_ptr(), nr)
                 } else {
                     (b.as_ptr().add(k0 * ldb + j0), ldb)
                 };
@@ -241,20 +260,20 @@ mod avx2 {
                     let rows = MR.min(m - panel * MR);
                     let a_panel = a.data.as_ptr().add(panel * MR * k + k0 * MR);
                     let c_tile = c.as_mut_ptr().add((panel - first) * MR * ldc + j0);
-                    tile(a_panel, b_block, b_stride, kc, c_tile, ldc, rows, width, &masks, add);
+                    tile::<S>(a_panel, b_block, b_stride, kc, c_tile, ldc, rows, width, add);
                 }
             }
         }
     }
 
-    /// A KC×16 block of b, aligned to a cache line.
+    /// A KC × 32 block of b (the widest tile), aligned to a cache line.
     #[repr(align(64))]
-    struct AlignedBlock([f32; KC * NR]);
+    struct AlignedBlock([f32; KC * 32]);
 
-    /// One `rows × width` tile (at most 6 × 16) of `c`.
-    #[target_feature(enable = "avx2,fma")]
+    /// One `rows × width` tile (at most `MR × 2·LANES`) of `c`.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(
+    unsafe fn tile<S: Simd>(
         a: *const f32,
         b: *const f32,
         ldb: usize,
@@ -263,46 +282,35 @@ mod avx2 {
         ldc: usize,
         rows: usize,
         width: usize,
-        masks: &[__m256i; 2],
         accumulate: bool,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        let full = width == NR;
+        let mut acc = [[S::zero(); V]; MR];
+        let full = width == V * S::LANES;
+        let live: [usize; V] = std::array::from_fn(|v| width.saturating_sub(v * S::LANES));
+        let masks: [S::Mask; V] = std::array::from_fn(|v| S::mask(live[v].min(S::LANES)));
 
-        // acc[r] += a[r, p] · b[p, j0..j0 + 16] for every p.
+        // acc[r] += a[r, p] · b[p, j0..j0 + width] for every p.
         for p in 0..k {
             let b_row = b.add(p * ldb);
-            let (b0, b1) = if full {
-                (_mm256_loadu_ps(b_row), _mm256_loadu_ps(b_row.add(8)))
+            let bv: [S::V; V] = if full {
+                std::array::from_fn(|v| S::load(b_row.add(v * S::LANES)))
             } else {
-                (_mm256_maskload_ps(b_row, masks[0]), _mm256_maskload_ps(b_row.add(8), masks[1]))
+                std::array::from_fn(|v| S::load_masked(b_row.add(v * S::LANES), masks[v]))
             };
             let a_col = a.add(p * MR);
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a_col.add(r));
-                acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
-                acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+                let av = S::broadcast(a_col.add(r));
+                for v in 0..V {
+                    acc_r[v] = S::fmadd(av, bv[v], acc_r[v]);
+                }
             }
         }
 
         // Write the valid rows and lanes.
         for (r, acc_r) in acc.iter().enumerate().take(rows) {
             let out = c.add(r * ldc);
-            let (mut lo, mut hi) = (acc_r[0], acc_r[1]);
-            if full {
-                if accumulate {
-                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(out));
-                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8)));
-                }
-                _mm256_storeu_ps(out, lo);
-                _mm256_storeu_ps(out.add(8), hi);
-            } else {
-                if accumulate {
-                    lo = _mm256_add_ps(lo, _mm256_maskload_ps(out, masks[0]));
-                    hi = _mm256_add_ps(hi, _mm256_maskload_ps(out.add(8), masks[1]));
-                }
-                _mm256_maskstore_ps(out, masks[0], lo);
-                _mm256_maskstore_ps(out.add(8), masks[1], hi);
+            for v in 0..V {
+                S::put(out.add(v * S::LANES), acc_r[v], live[v], accumulate);
             }
         }
     }
@@ -310,6 +318,7 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::levels;
     use super::*;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, ldb: usize) -> Vec<f32> {
@@ -325,10 +334,15 @@ mod tests {
     }
 
     #[test]
-    fn matches_naive_on_odd_shapes_strides_and_both_paths() {
-        for (m, k, n, ldb) in
-            [(1, 1, 1, 1), (6, 4, 16, 16), (7, 5, 17, 20), (32, 25, 196, 196), (13, 3, 33, 40)]
-        {
+    fn matches_naive_on_odd_shapes_strides_and_every_level() {
+        for (m, k, n, ldb) in [
+            (1, 1, 1, 1),
+            (6, 4, 16, 16),
+            (7, 5, 17, 20),
+            (32, 25, 196, 196),
+            (13, 3, 33, 40),
+            (19, 300, 70, 75),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
             let b: Vec<f32> = (0..k * ldb).map(|i| ((i * 3) % 7) as f32 * 0.5 - 1.0).collect();
             let want = naive(&a, &b, m, k, n, ldb);
@@ -344,9 +358,14 @@ mod tests {
             let plus_one: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
             assert_eq!(c2, plus_one);
 
-            let mut c3 = vec![f32::NAN; m * n];
-            portable(&packed, 0..m.div_ceil(MR), &b, ldb, n, &mut c3, n, false);
-            assert_eq!(c3, want, "portable {m}×{k}×{n}");
+            for level in levels() {
+                let mut c3 = vec![f32::NAN; m * n];
+                run(level, &packed, 0..m.div_ceil(MR), &b, ldb, n, &mut c3, n, false);
+                assert_eq!(c3, want, "{level:?} {m}×{k}×{n}");
+                let mut c4 = vec![1.0; m * n];
+                run(level, &packed, 0..m.div_ceil(MR), &b, ldb, n, &mut c4, n, true);
+                assert_eq!(c4, plus_one, "{level:?} {m}×{k}×{n}, accumulating");
+            }
         }
     }
 

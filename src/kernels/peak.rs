@@ -4,14 +4,16 @@
 
 use std::time::Instant;
 
+use super::simd::{level, Level};
+
 /// Fused multiply-adds each thread runs per vector accumulator.
 const ITERATIONS: usize = 20_000_000;
 
 /// Independent accumulators: enough to cover FMA latency on two pipes.
-const CHAINS: usize = 10;
+const CHAINS: usize = 12;
 
 /// GFLOP/s of independent FMAs on every thread of the current rayon pool
-/// (`threads` of them), with AVX2+FMA when the CPU has them.
+/// (`threads` of them), with the widest vectors the kernels use.
 pub fn fma_peak(threads: usize) -> f64 {
     let started = Instant::now();
     let flops: Vec<f64> = rayon::broadcast(|_| fma_loop());
@@ -20,40 +22,56 @@ pub fn fma_peak(threads: usize) -> f64 {
     flops.iter().sum::<f64>() / seconds / 1e9
 }
 
-/// Runs the loop on this thread and returns the FLOPs it did.
+/// Runs the loop on this thread, at the widest vector level in use, and
+/// returns the FLOPs it did.
 fn fma_loop() -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: both features were just detected on this CPU.
-        let sink = unsafe { fma_loop_avx2() };
-        std::hint::black_box(sink);
-        return (ITERATIONS * CHAINS * 8 * 2) as f64;
-    }
-    let mut acc = [1.0f32; CHAINS];
-    for _ in 0..ITERATIONS {
-        for a in &mut acc {
-            *a = a.mul_add(0.999_999, 1e-7);
+    let lanes = match level() {
+        // SAFETY: `level` only reports what the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { wide::fma_loop_avx512() },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { wide::fma_loop_avx2() },
+        _ => {
+            let mut acc = [1.0f32; CHAINS];
+            for _ in 0..ITERATIONS {
+                for a in &mut acc {
+                    *a = a.mul_add(0.999_999, 1e-7);
+                }
+            }
+            std::hint::black_box(acc);
+            1
         }
-    }
-    std::hint::black_box(acc);
-    (ITERATIONS * CHAINS * 2) as f64
+    };
+    (ITERATIONS * CHAINS * lanes * 2) as f64
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_loop_avx2() -> f32 {
-    use std::arch::x86_64::*;
+mod wide {
+    use super::super::simd::{Avx2, Avx512, Simd};
+    use super::{CHAINS, ITERATIONS};
 
-    let mul = _mm256_set1_ps(0.999_999);
-    let add = _mm256_set1_ps(1e-7);
-    let mut acc = [_mm256_set1_ps(1.0); CHAINS];
-    for _ in 0..ITERATIONS {
-        for a in &mut acc {
-            *a = _mm256_fmadd_ps(*a, mul, add);
-        }
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma_loop_avx2() -> usize {
+        fma_loop::<Avx2>()
     }
-    let mut lanes = [0.0f32; 8];
-    let total = acc.iter().fold(_mm256_setzero_ps(), |s, a| _mm256_add_ps(s, *a));
-    _mm256_storeu_ps(lanes.as_mut_ptr(), total);
-    lanes.iter().sum()
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_loop_avx512() -> usize {
+        fma_loop::<Avx512>()
+    }
+
+    /// Runs the chains and returns the lanes per vector.
+    #[inline(always)]
+    unsafe fn fma_loop<S: Simd>() -> usize {
+        let (mul, add) = (S::splat(0.999_999), S::splat(1e-7));
+        let mut acc = [S::splat(1.0); CHAINS];
+        for _ in 0..ITERATIONS {
+            for a in &mut acc {
+                *a = S::fmadd(*a, mul, add);
+            }
+        }
+        let total = acc.iter().fold(0.0, |s, &a| s + S::sum(a));
+        std::hint::black_box(total);
+        S::LANES
+    }
 }

@@ -1,0 +1,266 @@
+//! The vector width, chosen at run time: AVX-512 where the CPU has it, else
+//! AVX2 with FMA, else plain loops. A kernel is written once, generic over
+//! [`Simd`], and instantiated inside one `#[target_feature]` function per
+//! width, so the same release binary runs on every x86-64 CPU and uses the
+//! widest registers each one offers.
+//!
+//! Every method is `#[inline(always)]`: inlined into a function compiled
+//! with the matching features, the intrinsics become single instructions.
+//! Called anywhere else they would be calls, so the methods are only used
+//! from such functions.
+
+use std::sync::OnceLock;
+
+/// Instruction sets the kernels are compiled for, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Plain Rust loops, for any CPU.
+    Portable,
+    /// 8-lane AVX2 with fused multiply-add.
+    Avx2,
+    /// 16-lane AVX-512 (foundation subset).
+    Avx512,
+}
+
+impl Level {
+    /// `f32` lanes of one vector register at this level.
+    pub fn lanes(self) -> usize {
+        match self {
+            Level::Portable => 1,
+            Level::Avx2 => 8,
+            Level::Avx512 => 16,
+        }
+    }
+
+    /// Its name, as `XENT_SIMD` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Portable => "portable",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The widest level this CPU supports, capped by the environment variable
+/// `XENT_SIMD` (`avx512`, `avx2` or `portable`) when it is set, so a wider
+/// path can be compared with a narrower one on the same machine.
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("XENT_SIMD").as_deref() {
+            Ok("portable") => Level::Portable,
+            Ok("avx2") => Level::Avx2,
+            _ => Level::Avx512,
+        };
+        detected().min(cap)
+    })
+}
+
+/// Every level this CPU can run, narrowest first; tests run each kernel at
+/// all of them.
+#[cfg(test)]
+pub(super) fn levels() -> Vec<Level> {
+    [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= detected()).collect()
+}
+
+/// The widest level the CPU supports.
+fn detected() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return Level::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Portable
+}
+
+/// One vector width's operations on `f32` lanes.
+///
+/// # Safety
+///
+/// The methods are only sound inside a function compiled with the width's
+/// target features, on a CPU that has them; pointers must be valid for
+/// the lanes they touch (masked lanes are never touched).
+pub(super) trait Simd {
+    /// Lanes per vector.
+    const LANES: usize;
+    /// A vector register.
+    type V: Copy;
+    /// Which lanes of a partial vector are live.
+    type Mask: Copy;
+
+    /// All lanes zero.
+    unsafe fn zero() -> Self::V;
+    /// Every lane `x`.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// Every lane `*p`.
+    unsafe fn broadcast(p: *const f32) -> Self::V;
+    /// `LANES` values from `p`, any alignment.
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// `LANES` values to `p`, any alignment.
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// The first `n` lanes (`n <= LANES`).
+    unsafe fn mask(n: usize) -> Self::Mask;
+    /// The live lanes from `p`, zero elsewhere.
+    unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self::V;
+    /// The live lanes to `p`.
+    unsafe fn store_masked(p: *mut f32, m: Self::Mask, v: Self::V);
+    /// `a · b + c`, rounded once.
+    unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// The sum of the lanes.
+    unsafe fn sum(v: Self::V) -> f32;
+
+    /// Writes `v` (or adds it to what is there) to the first `n` lanes at `p`;
+    /// a full vector takes the plain store, which is faster.
+    #[inline(always)]
+    unsafe fn put(p: *mut f32, v: Self::V, n: usize, accumulate: bool) {
+        if n >= Self::LANES {
+            let v = if accumulate { Self::add(v, Self::load(p)) } else { v };
+            Self::store(p, v);
+        } else {
+            let m = Self::mask(n);
+            let v = if accumulate { Self::add(v, Self::load_masked(p, m)) } else { v };
+            Self::store_masked(p, m, v);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Simd;
+
+    /// 8 lanes in a `ymm` register; needs `avx2,fma`.
+    pub struct Avx2;
+
+    /// 16 lanes in a `zmm` register; needs `avx512f`.
+    pub struct Avx512;
+
+    impl Simd for Avx2 {
+        const LANES: usize = 8;
+        type V = __m256;
+        type Mask = __m256i;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m256 {
+            _mm256_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn broadcast(p: *const f32) -> __m256 {
+            _mm256_broadcast_ss(&*p)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            _mm256_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __m256i {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes)
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: __m256i) -> __m256 {
+            _mm256_maskload_ps(p, m)
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, m: __m256i, v: __m256) {
+            _mm256_maskstore_ps(p, m, v)
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn sum(v: __m256) -> f32 {
+            let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<1>(pair, pair)))
+        }
+    }
+
+    impl Simd for Avx512 {
+        const LANES: usize = 16;
+        type V = __m512;
+        type Mask = __mmask16;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            _mm512_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn broadcast(p: *const f32) -> __m512 {
+            _mm512_set1_ps(*p)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __mmask16 {
+            ((1u32 << n.min(16)) - 1) as __mmask16
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: __mmask16) -> __m512 {
+            _mm512_maskz_loadu_ps(m, p)
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, m: __mmask16, v: __m512) {
+            _mm512_mask_storeu_ps(p, m, v)
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn sum(v: __m512) -> f32 {
+            _mm512_reduce_add_ps(v)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_ordered_and_include_the_chosen_one() {
+        let all = levels();
+        assert_eq!(all[0], Level::Portable);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert!(all.contains(&level()));
+    }
+}
