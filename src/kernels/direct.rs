@@ -11,12 +11,13 @@
 //! and transposed.
 
 use super::packed::{PackedA, MR};
+use super::simd::{level, Level};
 use super::Window;
 
 /// Lanes of slack after a padded image: the last tile of a row may read up to
 /// this many values past the row's end (into the next row or the slack);
-/// those lanes only feed outputs that are never stored.
-pub const SLACK: usize = 16;
+/// those lanes only feed outputs that are never stored. Two AVX-512 vectors.
+pub const SLACK: usize = 32;
 
 /// Taps per pass of [`conv_rows`]: 96 taps touch at most 192 cache lines
 /// (12 KiB) of the image, which stay in L1 while every panel of weights runs.
@@ -125,24 +126,49 @@ pub fn conv_rows_panels(
     assert!(panels.end <= w.rows().div_ceil(MR), "conv_rows: panels beyond w");
     assert_eq!(w.depth(), offsets.len(), "conv_rows: one weight column per tap");
     assert!(y.len() >= channels * oh * ow, "conv_rows: y too short");
-    // The last tile of a row reads up to 15 lanes past the row's last output.
-    let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow + 15);
+    // The last tile of a row reads up to SLACK − 1 lanes past its last output.
+    let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow + SLACK - 1);
     assert!(xp.len() >= base + reach, "conv_rows: padded image too short");
-    assert!(available(), "conv_rows needs AVX2 and FMA");
+    let level = level();
+    assert!(level >= Level::Avx2, "conv_rows needs AVX2 and FMA");
+    conv_rows_at(level, w, panels, xp, base, pad, offsets, (oh, ow), y, accumulate);
+}
 
+/// [`conv_rows_panels`] at a given level (tests run every level the CPU has),
+/// after the caller's checks.
+#[allow(clippy::too_many_arguments)]
+fn conv_rows_at(
+    level: Level,
+    w: &PackedA,
+    panels: std::ops::Range<usize>,
+    xp: &[f32],
+    base: usize,
+    pad: &Padded,
+    offsets: &[usize],
+    (oh, ow): (usize, usize),
+    y: &mut [f32],
+    accumulate: bool,
+) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 and FMA are present (asserted); every load reaches at most
+    // SAFETY: the level is one the CPU has; every load reaches at most
     // `base + reach` (asserted within xp) and every store stays within y.
     unsafe {
-        avx2::conv_rows(w, panels, xp.as_ptr().add(base), pad.wp, offsets, oh, ow, y, accumulate);
+        let (xp, wp) = (xp.as_ptr().add(base), pad.wp);
+        match level {
+            Level::Avx512 => {
+                wide::conv_rows_avx512(w, panels, xp, wp, offsets, oh, ow, y, accumulate)
+            }
+            Level::Avx2 => wide::conv_rows_avx2(w, panels, xp, wp, offsets, oh, ow, y, accumulate),
+            Level::Portable => unreachable!("the direct kernels need AVX2"),
+        }
     }
 }
 
 /// The weight gradient of a stride-1 convolution for one image, transposed:
 /// `dwt[kk, o] (+)= Σ_(oy, ox) xp[base + offsets[kk] + oy·wp + ox] · dyt[oy·ow + ox, o]`
 /// for every tap `kk` and output channel `o < m`. `dyt` is `dy` transposed,
-/// `[oh·ow, m]` at row stride `ldb`, readable for 15 values past its last
-/// channel (its buffer ends with [`SLACK`]); `dwt` is `[taps, m]` at row
+/// `[oh·ow, m]` at row stride `ldb`, readable for `SLACK − 1` values past its
+/// last channel (its buffer ends with [`SLACK`]); `dwt` is `[taps, m]` at row
 /// stride `ldc`.
 ///
 /// The unfolded image is read through the tap offsets, so, as in
@@ -166,70 +192,105 @@ pub fn conv_weight_grad(
 ) {
     let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow);
     assert!(xp.len() >= base + reach, "conv_weight_grad: padded image too short");
-    // Tiles read 16 lanes from each row: up to 15 past channel m − 1.
-    let dyt_reach = (oh * ow).saturating_sub(1) * ldb + m + 15;
+    // Tiles read whole vectors from each row: up to SLACK − 1 past channel m − 1.
+    let dyt_reach = (oh * ow).saturating_sub(1) * ldb + m + SLACK - 1;
     assert!(ldb >= m && dyt.len() >= dyt_reach, "conv_weight_grad: dyt too short");
     assert!(ldc >= m && dwt.len() >= offsets.len().saturating_sub(1) * ldc + m, "dwt too short");
-    assert!(available(), "conv_weight_grad needs AVX2 and FMA");
+    let level = level();
+    assert!(level >= Level::Avx2, "conv_weight_grad needs AVX2 and FMA");
+    let (xp, wp) = (&xp[base..], pad.wp);
+    conv_weight_grad_at(level, xp, wp, offsets, (oh, ow), dyt, (m, ldb), dwt, ldc, accumulate);
+}
 
+/// [`conv_weight_grad`] at a given level, after the caller's checks.
+#[allow(clippy::too_many_arguments)]
+fn conv_weight_grad_at(
+    level: Level,
+    xp: &[f32],
+    wp: usize,
+    offsets: &[usize],
+    (oh, ow): (usize, usize),
+    dyt: &[f32],
+    (m, ldb): (usize, usize),
+    dwt: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 and FMA are present; the asserts bound every read of xp
-    // and dyt (vector reads past a row of dyt stay within its slack) and
-    // every write of dwt.
+    // SAFETY: the level is one the CPU has; the caller's asserts bound every
+    // read of xp and dyt (vector reads past a row of dyt stay within its
+    // slack) and every write of dwt.
     unsafe {
-        let xp = xp.as_ptr().add(base);
-        avx2::conv_weight_grad(xp, pad.wp, offsets, oh, ow, dyt, m, ldb, dwt, ldc, accumulate);
+        let xp = xp.as_ptr();
+        match level {
+            Level::Avx512 => wide::conv_weight_grad_avx512(
+                xp, wp, offsets, oh, ow, dyt, m, ldb, dwt, ldc, accumulate,
+            ),
+            Level::Avx2 => wide::conv_weight_grad_avx2(
+                xp, wp, offsets, oh, ow, dyt, m, ldb, dwt, ldc, accumulate,
+            ),
+            Level::Portable => unreachable!("the direct kernels need AVX2"),
+        }
     }
 }
 
 /// Whether [`conv_rows`] can run on this CPU.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    level() >= Level::Avx2
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
+mod wide {
+    use super::super::simd::{put_tile, Avx2, Avx512, Simd};
     use super::{PackedA, MR, TAPS_PER_BLOCK};
 
-    /// Store masks for a tile of `width` (1..=16) lanes.
-    unsafe fn masks(width: usize) -> [__m256i; 2] {
-        let lane = |i: i32| if (i as usize) < width { -1 } else { 0 };
-        [
-            _mm256_setr_epi32(
-                lane(0),
-                lane(1),
-                lane(2),
-                lane(3),
-                lane(4),
-                lane(5),
-                lane(6),
-                lane(7),
-            ),
-            _mm256_setr_epi32(
-                lane(8),
-                lane(9),
-                lane(10),
-                lane(11),
-                lane(12),
-                lane(13),
-                lane(14),
-                lane(15),
-            ),
-        ]
+    /// Expands to one entry point per vector width for a generic kernel:
+    /// the kernel is inlined into a function compiled for that width.
+    macro_rules! per_width {
+        ($kernel:ident, $avx2:ident, $avx512:ident, ($($arg:ident: $ty:ty),*)) => {
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $avx2($($arg: $ty),*) {
+                $kernel::<Avx2>($($arg),*)
+            }
+
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $avx512($($arg: $ty),*) {
+                $kernel::<Avx512>($($arg),*)
+            }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    per_width!(conv_rows, conv_rows_avx2, conv_rows_avx512, (
+        w: &PackedA,
+        panels: std::ops::Range<usize>,
+        xp: *const f32,
+        wp: usize,
+        offsets: &[usize],
+        oh: usize,
+        ow: usize,
+        y: &mut [f32],
+        accumulate: bool
+    ));
+
+    per_width!(conv_weight_grad, conv_weight_grad_avx2, conv_weight_grad_avx512, (
+        xp: *const f32,
+        wp: usize,
+        offsets: &[usize],
+        oh: usize,
+        ow: usize,
+        dyt: &[f32],
+        m: usize,
+        ldb: usize,
+        dwt: &mut [f32],
+        ldc: usize,
+        accumulate: bool
+    ));
+
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv_rows(
+    unsafe fn conv_rows<S: Simd>(
         w: &PackedA,
         panels: std::ops::Range<usize>,
         xp: *const f32,
@@ -242,10 +303,10 @@ mod avx2 {
     ) {
         let (m, k) = (w.rows(), w.depth());
         let p = oh * ow;
+        let nr = 2 * S::LANES;
         for oy in 0..oh {
-            for j0 in (0..ow).step_by(16) {
-                let width = 16.min(ow - j0);
-                let masks = masks(width);
+            for j0 in (0..ow).step_by(nr) {
+                let width = nr.min(ow - j0);
                 let src = xp.add(oy * wp + j0);
                 let dst = y.as_mut_ptr().add(oy * ow + j0);
 
@@ -259,10 +320,10 @@ mod avx2 {
                         let rows = MR.min(m - panel * MR);
                         let a = w.panel(panel).as_ptr().add(k0 * MR);
                         let c = dst.add((panel - panels.start) * MR * p);
-                        if width > 8 {
-                            tile::<2>(a, src, taps, c, p, rows, &masks, width == 16, add);
+                        if width > S::LANES {
+                            tile::<S, 2>(a, src, taps, c, p, rows, width, add);
                         } else {
-                            tile::<1>(a, src, taps, c, p, rows, &masks, width == 8, add);
+                            tile::<S, 1>(a, src, taps, c, p, rows, width, add);
                         }
                     }
                 }
@@ -270,9 +331,41 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    /// One `rows × width` tile, `width ≤ V·LANES`: V = 2 for a long row
+    /// segment, 1 for a short one, so a short row does not pay for two
+    /// vectors.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv_weight_grad(
+    unsafe fn tile<S: Simd, const V: usize>(
+        a: *const f32,
+        src: *const f32,
+        offsets: &[usize],
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        width: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [[S::zero(); V]; MR];
+        for (kk, &offset) in offsets.iter().enumerate() {
+            // Lanes past `width` read the slack or the next row; their sums
+            // are never stored.
+            let b_row = src.add(offset);
+            let b: [S::V; V] = std::array::from_fn(|v| S::load(b_row.add(v * S::LANES)));
+            let a_col = a.add(kk * MR);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = S::broadcast(a_col.add(r));
+                for v in 0..V {
+                    acc_r[v] = S::fmadd(av, b[v], acc_r[v]);
+                }
+            }
+        }
+        put_tile::<S, V>(&acc, c, ldc, rows, width, accumulate);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn conv_weight_grad<S: Simd>(
         xp: *const f32,
         wp: usize,
         offsets: &[usize],
@@ -286,104 +379,90 @@ mod avx2 {
         accumulate: bool,
     ) {
         let taps = offsets.len();
-        for o0 in (0..m).step_by(16) {
-            let width = 16.min(m - o0);
-            let masks = masks(width);
-            for t0 in (0..taps).step_by(MR) {
-                let rows = MR.min(taps - t0);
-                // Taps past the last repeat it; their sums are not stored.
-                let srcs: [*const f32; MR] =
-                    std::array::from_fn(|r| xp.add(offsets[t0 + r.min(rows - 1)]));
-                let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let b_row = dyt.as_ptr().add((oy * ow + ox) * ldb + o0);
-                        let b0 = _mm256_loadu_ps(b_row);
-                        let b1 = _mm256_loadu_ps(b_row.add(8));
-                        let at = oy * wp + ox;
-                        for (r, acc_r) in acc.iter_mut().enumerate() {
-                            let av = _mm256_broadcast_ss(&*srcs[r].add(at));
-                            acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
-                            acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
-                        }
+        let nr = 2 * S::LANES;
+        for o0 in (0..m).step_by(nr) {
+            let width = nr.min(m - o0);
+            // Twelve accumulators at least, to cover the FMA latency.
+            for t0 in (0..taps).step_by(2 * MR) {
+                let rows = (2 * MR).min(taps - t0);
+                let b = dyt.as_ptr().add(o0);
+                let c = dwt.as_mut_ptr().add(t0 * ldc + o0);
+                let at = |r: usize| xp.add(offsets[t0 + r.min(rows - 1)]);
+                let geometry = (wp, oh, ow, ldb, ldc);
+                if width > S::LANES && S::LANES >= 16 {
+                    // Thirty-two registers: 2·MR taps by two vectors fit.
+                    let srcs: [*const f32; 2 * MR] = std::array::from_fn(at);
+                    dw_tile::<S, { 2 * MR }, 2>(srcs, b, c, geometry, rows, width, accumulate);
+                } else if width > S::LANES {
+                    for half in 0..rows.div_ceil(MR) {
+                        let srcs: [*const f32; MR] = std::array::from_fn(|r| at(half * MR + r));
+                        let live = (rows - half * MR).min(MR);
+                        let c = c.add(half * MR * ldc);
+                        dw_tile::<S, MR, 2>(srcs, b, c, geometry, live, width, accumulate);
                     }
-                }
-                for (r, acc_r) in acc.iter().enumerate().take(rows) {
-                    let out = dwt.as_mut_ptr().add((t0 + r) * ldc + o0);
-                    let mask = |v: usize| (width < 16).then_some(masks[v]);
-                    store(out, acc_r[0], mask(0), accumulate);
-                    store(out.add(8), acc_r[1], mask(1), accumulate);
-                }
-            }
-        }
-    }
-
-    /// Writes (or adds) eight lanes at `out`, or only those of `mask`. Masked
-    /// stores are slow on some CPUs (microcoded on AMD's), so full lanes
-    /// take plain ones.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn store(out: *mut f32, value: __m256, mask: Option<__m256i>, accumulate: bool) {
-        match mask {
-            None if accumulate => _mm256_storeu_ps(out, _mm256_add_ps(value, _mm256_loadu_ps(out))),
-            None => _mm256_storeu_ps(out, value),
-            Some(mask) => {
-                let value = if accumulate {
-                    _mm256_add_ps(value, _mm256_maskload_ps(out, mask))
                 } else {
-                    value
-                };
-                _mm256_maskstore_ps(out, mask, value);
+                    let srcs: [*const f32; 2 * MR] = std::array::from_fn(at);
+                    dw_tile::<S, { 2 * MR }, 1>(srcs, b, c, geometry, rows, width, accumulate);
+                }
             }
         }
     }
 
-    /// One `rows × (8·V)` tile: V = 2 for up to 16 outputs of a row, 1 for up
-    /// to 8, so a short row does not pay for sixteen lanes.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const V: usize>(
-        a: *const f32,
-        src: *const f32,
-        offsets: &[usize],
+    /// `R` taps by `width ≤ V·LANES` output channels of the transposed
+    /// weight gradient, summed over every output position. Tap `r` reads the
+    /// image at `srcs[r]`; rows past `rows` repeat a valid tap and are not
+    /// stored.
+    #[inline(always)]
+    unsafe fn dw_tile<S: Simd, const R: usize, const V: usize>(
+        srcs: [*const f32; R],
+        dyt: *const f32,
         c: *mut f32,
-        ldc: usize,
+        (wp, oh, ow, ldb, ldc): (usize, usize, usize, usize, usize),
         rows: usize,
-        masks: &[__m256i; 2],
-        full: bool,
+        width: usize,
         accumulate: bool,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; MR];
-        for (kk, &offset) in offsets.iter().enumerate() {
-            let b_row = src.add(offset);
-            let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(b_row.add(8 * v)));
-            let a_col = a.add(kk * MR);
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a_col.add(r));
-                for v in 0..V {
-                    acc_r[v] = _mm256_fmadd_ps(av, b[v], acc_r[v]);
+        let mut acc = [[S::zero(); V]; R];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                // Lanes past `width` read the next row or the slack.
+                let b_row = dyt.add((oy * ow + ox) * ldb);
+                let b: [S::V; V] = std::array::from_fn(|v| S::load(b_row.add(v * S::LANES)));
+                let at = oy * wp + ox;
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let av = S::broadcast(srcs[r].add(at));
+                    for v in 0..V {
+                        acc_r[v] = S::fmadd(av, b[v], acc_r[v]);
+                    }
                 }
             }
         }
-        for (r, acc_r) in acc.iter().enumerate().take(rows) {
-            let out = c.add(r * ldc);
-            for v in 0..V {
-                store(out.add(8 * v), acc_r[v], (!full).then_some(masks[v]), accumulate);
-            }
-        }
+        put_tile::<S, V>(&acc, c, ldc, rows, width, accumulate);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::levels;
     use super::super::{im2col, Gemm};
     use super::*;
 
+    /// The levels the direct kernels run at on this CPU.
+    fn direct_levels() -> Vec<Level> {
+        levels().into_iter().filter(|&l| l >= Level::Avx2).collect()
+    }
+
     #[test]
     fn weight_gradient_matches_im2col_and_a_matrix_product() {
-        if !available() {
-            return;
-        }
-        for (c, h, w, k, p, m) in [(1, 5, 5, 3, 1, 4), (3, 7, 6, 3, 0, 17), (2, 14, 14, 5, 2, 32)] {
+        let shapes = [
+            (1, 5, 5, 3, 1, 4),
+            (3, 7, 6, 3, 0, 17),
+            (2, 14, 14, 5, 2, 32),
+            (1, 28, 28, 3, 0, 16),
+            (5, 9, 8, 3, 1, 64),
+            (2, 6, 7, 3, 1, 45),
+        ];
+        for (c, h, w, k, p, m) in shapes {
             let g = Window { c, h, w, kh: k, kw: k, sh: 1, sw: 1, ph: p, pw: p };
             let (kk, pp) = (g.col_rows(), g.col_cols());
             let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
@@ -404,22 +483,28 @@ mod tests {
                     dyt[q * m + o] = dy[o * pp + q];
                 }
             }
-            let mut got = vec![1.0; kk * m];
-            let dims = (g.oh(), g.ow());
-            conv_weight_grad(&xp, 0, &pad, &pad.offsets, dims, &dyt, (m, m), &mut got, m, true);
             let plus_one: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
-            assert_eq!(got, plus_one, "{g:?}");
+            let dims = (g.oh(), g.ow());
+            for level in direct_levels() {
+                let mut got = vec![1.0; kk * m];
+                let (offsets, wp) = (&pad.offsets, pad.wp);
+                conv_weight_grad_at(level, &xp, wp, offsets, dims, &dyt, (m, m), &mut got, m, true);
+                assert_eq!(got, plus_one, "{level:?} {g:?}");
+            }
         }
     }
 
     #[test]
     fn matches_im2col_and_a_matrix_product() {
-        if !available() {
-            return;
-        }
-        for (c, h, w, k, p, m) in
-            [(1, 5, 5, 3, 1, 4), (3, 7, 6, 3, 0, 7), (2, 14, 14, 5, 2, 13), (4, 9, 30, 3, 1, 6)]
-        {
+        let shapes = [
+            (1, 5, 5, 3, 1, 4),
+            (3, 7, 6, 3, 0, 7),
+            (2, 14, 14, 5, 2, 13),
+            (4, 9, 30, 3, 1, 6),
+            (2, 26, 26, 3, 0, 12),
+            (1, 9, 40, 3, 0, 5),
+        ];
+        for (c, h, w, k, p, m) in shapes {
             let g = Window { c, h, w, kh: k, kw: k, sh: 1, sw: 1, ph: p, pw: p };
             let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
             let weight: Vec<f32> =
@@ -436,9 +521,25 @@ mod tests {
             pad_image(&g, &pad, &x, &mut xp);
             let mut packed = PackedA::default();
             packed.pack(&weight, m, kk, false);
-            let mut y = vec![f32::NAN; m * pp];
-            conv_rows(&packed, &xp, 0, &pad, &pad.offsets, (g.oh(), g.ow()), &mut y, false);
-            assert_eq!(y, want, "{g:?}");
+            let panels = 0..m.div_ceil(MR);
+            let dims = (g.oh(), g.ow());
+            for level in direct_levels() {
+                let mut y = vec![f32::NAN; m * pp];
+                let offsets = &pad.offsets;
+                conv_rows_at(
+                    level,
+                    &packed,
+                    panels.clone(),
+                    &xp,
+                    0,
+                    &pad,
+                    offsets,
+                    dims,
+                    &mut y,
+                    false,
+                );
+                assert_eq!(y, want, "{level:?} {g:?}");
+            }
         }
     }
 }

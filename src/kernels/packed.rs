@@ -175,7 +175,7 @@ fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod wide {
-    use super::super::simd::{Avx2, Avx512, Simd};
+    use super::super::simd::{put_tile, Avx2, Avx512, Simd};
     use super::{PackedA, Range, KC, MR};
 
     /// Vectors per row of a tile: a tile is `MR × 2·LANES` of `c`.
@@ -306,13 +306,7 @@ mod wide {
             }
         }
 
-        // Write the valid rows and lanes.
-        for (r, acc_r) in acc.iter().enumerate().take(rows) {
-            let out = c.add(r * ldc);
-            for v in 0..V {
-                S::put(out.add(v * S::LANES), acc_r[v], live[v], accumulate);
-            }
-        }
+        put_tile::<S, V>(&acc, c, ldc, rows, width, accumulate);
     }
 }
 

@@ -131,6 +131,30 @@ pub(super) trait Simd {
     }
 }
 
+/// Writes (or adds) the first `rows` rows and `width` lanes of a tile of
+/// accumulators, `V` vectors a row, to `c`, whose rows are `ldc` apart.
+///
+/// # Safety
+///
+/// As [`Simd`]; `c` must be valid for `rows` rows of `width` values.
+#[inline(always)]
+pub(super) unsafe fn put_tile<S: Simd, const V: usize>(
+    acc: &[[S::V; V]],
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    width: usize,
+    accumulate: bool,
+) {
+    for (r, acc_r) in acc.iter().enumerate().take(rows) {
+        let out = c.add(r * ldc);
+        for (v, &value) in acc_r.iter().enumerate() {
+            let live = width.saturating_sub(v * S::LANES);
+            S::put(out.add(v * S::LANES), value, live, accumulate);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) use x86::{Avx2, Avx512};
 
