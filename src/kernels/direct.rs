@@ -254,7 +254,7 @@ mod wide {
                 $kernel::<Avx2>($($arg),*)
             }
 
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = "avx512f,avx512vl")]
             #[allow(clippy::too_many_arguments)]
             pub(super) unsafe fn $avx512($($arg: $ty),*) {
                 $kernel::<Avx512>($($arg),*)

@@ -4,16 +4,13 @@
 //! stored `[out, in]` as PyTorch does); reading `w` in place saves copying
 //! the whole weight every step, which a packed product must do.
 //!
-//! The AVX2+FMA kernel computes 3×4 entries at once in twelve vector
-//! accumulators, sharing each load of `a` across four rows of `b`.
+//! The kernel computes a tile of entries at once, one vector accumulator
+//! each, sharing each load of `a` across the rows of `b` in the tile: 4×6
+//! with AVX-512, 3×4 with AVX2.
 
 use std::ops::Range;
 
-/// Rows of `a` per tile.
-const TA: usize = 3;
-
-/// Rows of `b` per tile.
-const TB: usize = 4;
+use super::simd::{level, Level};
 
 /// Bytes of `b` kept in L2 while every row of `a` passes over them.
 const B_BLOCK_BYTES: usize = 128 << 10;
@@ -35,12 +32,26 @@ pub fn gemm_nt_rows(
     assert!(a.len() >= m * k && b.len() >= n * k, "gemm_nt: a or b too short");
     assert!(rows.end <= m && c.len() >= rows.len() * n, "gemm_nt: c too short");
 
+    run(level(), a, b, (m, n, k), rows, c, accumulate);
+}
+
+/// [`gemm_nt_rows`] at a given level, after its checks.
+fn run(
+    level: Level,
+    a: &[f32],
+    b: &[f32],
+    (_, n, k): (usize, usize, usize),
+    rows: Range<usize>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    // SAFETY: the level is one the CPU has; the caller's asserts bound every
+    // row the kernel reads and every entry it writes.
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected; the asserts bound every
-        // row the kernel reads and every entry it writes.
-        unsafe { avx2::gemm_nt(a, b, n, k, rows, c, accumulate) };
-        return;
+    match level {
+        Level::Avx512 => return unsafe { wide::gemm_nt_avx512(a, b, (n, k), rows, c, accumulate) },
+        Level::Avx2 => return unsafe { wide::gemm_nt_avx2(a, b, (n, k), rows, c, accumulate) },
+        Level::Portable => {}
     }
     for (i, c_row) in rows.zip(c.chunks_mut(n)) {
         let a_row = &a[i * k..(i + 1) * k];
@@ -52,14 +63,41 @@ pub fn gemm_nt_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
+mod wide {
     use std::ops::Range;
 
-    use super::{B_BLOCK_BYTES, TA, TB};
+    use super::super::simd::{Avx2, Avx512, Simd};
+    use super::B_BLOCK_BYTES;
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemm_nt(
+    pub(super) unsafe fn gemm_nt_avx2(
+        a: &[f32],
+        b: &[f32],
+        (n, k): (usize, usize),
+        rows: Range<usize>,
+        c: &mut [f32],
+        accumulate: bool,
+    ) {
+        // Twelve of the sixteen registers accumulate.
+        gemm_nt::<Avx2, 3, 4>(a, b, n, k, rows, c, accumulate)
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) unsafe fn gemm_nt_avx512(
+        a: &[f32],
+        b: &[f32],
+        (n, k): (usize, usize),
+        rows: Range<usize>,
+        c: &mut [f32],
+        accumulate: bool,
+    ) {
+        // Twenty-four of the thirty-two: ten loads feed twenty-four FMAs.
+        gemm_nt::<Avx512, 4, 6>(a, b, n, k, rows, c, accumulate)
+    }
+
+    /// Tiles of `TA` rows of `a` by `TB` rows of `b`.
+    #[inline(always)]
+    unsafe fn gemm_nt<S: Simd, const TA: usize, const TB: usize>(
         a: &[f32],
         b: &[f32],
         n: usize,
@@ -70,7 +108,7 @@ mod avx2 {
     ) {
         // Rows of b in blocks of about 128 KiB, each passed over by every row
         // of a while it sits in L2; otherwise all of b streams from memory
-        // once per three rows of a.
+        // once per TA rows of a.
         let first = rows.start;
         let block = ((B_BLOCK_BYTES / (4 * k.max(1))) / TB * TB).max(TB);
         for j_start in (0..n).step_by(block) {
@@ -79,8 +117,7 @@ mod avx2 {
                 let ta = TA.min(rows.end - i0);
                 for j0 in (j_start..j_end).step_by(TB) {
                     let tb = TB.min(j_end - j0);
-                    let mut out = [[0.0f32; TB]; TA];
-                    tile(a, b, k, i0, ta, j0, tb, &mut out);
+                    let out = tile::<S, TA, TB>(a, b, k, (i0, ta), (j0, tb));
                     for (r, out_r) in out.iter().enumerate().take(ta) {
                         let at = (i0 - first + r) * n + j0;
                         for (dst, &v) in c[at..at + tb].iter_mut().zip(out_r) {
@@ -92,48 +129,56 @@ mod avx2 {
         }
     }
 
-    /// Up to 3×4 dot products of length `k`; rows past `ta`/`tb` repeat the
-    /// last valid row (their results are discarded), so the loop has no
-    /// branches.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(
+    /// Up to `TA × TB` dot products of length `k`; rows past `ta`/`tb`
+    /// repeat the last valid row (their results are discarded), so the loop
+    /// has no branches.
+    #[inline(always)]
+    unsafe fn tile<S: Simd, const TA: usize, const TB: usize>(
         a: &[f32],
         b: &[f32],
         k: usize,
-        i0: usize,
-        ta: usize,
-        j0: usize,
-        tb: usize,
-        out: &mut [[f32; TB]; TA],
-    ) {
+        (i0, ta): (usize, usize),
+        (j0, tb): (usize, usize),
+    ) -> [[f32; TB]; TA] {
         let a_rows: [*const f32; TA] =
             std::array::from_fn(|r| a.as_ptr().add((i0 + r.min(ta - 1)) * k));
         let b_rows: [*const f32; TB] =
             std::array::from_fn(|s| b.as_ptr().add((j0 + s.min(tb - 1)) * k));
-        let mut acc = [[_mm256_setzero_ps(); TB]; TA];
+        let mut acc = [[S::zero(); TB]; TA];
 
-        let blocks = k / 8;
+        // Whole vectors, then the last k % LANES terms with the other lanes
+        // read as zero.
+        let blocks = k / S::LANES;
         for p in 0..blocks {
-            let xs: [__m256; TA] = std::array::from_fn(|r| _mm256_loadu_ps(a_rows[r].add(p * 8)));
-            for s in 0..TB {
-                let w = _mm256_loadu_ps(b_rows[s].add(p * 8));
-                for r in 0..TA {
-                    acc[r][s] = _mm256_fmadd_ps(xs[r], w, acc[r][s]);
-                }
-            }
+            step::<S, TA, TB>(&mut acc, &a_rows, &b_rows, p * S::LANES, None);
         }
+        let rest = k - blocks * S::LANES;
+        if rest > 0 {
+            let mask = Some(S::mask(rest));
+            step::<S, TA, TB>(&mut acc, &a_rows, &b_rows, blocks * S::LANES, mask);
+        }
+        acc.map(|acc_r| acc_r.map(|v| S::sum(v)))
+    }
 
-        // Horizontal sums, plus the last k % 8 terms.
-        for r in 0..TA {
-            for s in 0..TB {
-                let mut lanes = [0.0f32; 8];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][s]);
-                let mut sum: f32 = lanes.iter().sum();
-                for p in blocks * 8..k {
-                    sum += *a_rows[r].add(p) * *b_rows[s].add(p);
-                }
-                out[r][s] = sum;
+    /// `acc[r][s] += a_rows[r][at..] · b_rows[s][at..]` for one vector of
+    /// lanes, or only the lanes of `mask`.
+    #[inline(always)]
+    unsafe fn step<S: Simd, const TA: usize, const TB: usize>(
+        acc: &mut [[S::V; TB]; TA],
+        a_rows: &[*const f32; TA],
+        b_rows: &[*const f32; TB],
+        at: usize,
+        mask: Option<S::Mask>,
+    ) {
+        let load = |row: *const f32| match mask {
+            Some(mask) => S::load_masked(row.add(at), mask),
+            None => S::load(row.add(at)),
+        };
+        let xs: [S::V; TA] = a_rows.map(load);
+        for (s, &b_row) in b_rows.iter().enumerate() {
+            let w = load(b_row);
+            for (acc_r, &x) in acc.iter_mut().zip(&xs) {
+                acc_r[s] = S::fmadd(x, w, acc_r[s]);
             }
         }
     }
@@ -141,11 +186,12 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::levels;
     use super::*;
 
     #[test]
     fn matches_naive_on_odd_shapes() {
-        for (m, n, k) in [(1, 1, 1), (3, 4, 8), (5, 7, 13), (8, 10, 784), (4, 3, 0)] {
+        for (m, n, k) in [(1, 1, 1), (3, 4, 8), (5, 7, 13), (8, 10, 784), (4, 3, 0), (9, 13, 37)] {
             let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
             let b: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.5).collect();
             let mut want = vec![0.0; m * n];
@@ -154,9 +200,11 @@ mod tests {
                     want[i * n + j] = (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum();
                 }
             }
-            let mut c = vec![f32::NAN; m * n];
-            gemm_nt_rows(&a, &b, (m, n, k), 0..m, &mut c, false);
-            assert_eq!(c, want, "{m}×{n}×{k}");
+            for level in levels() {
+                let mut c = vec![f32::NAN; m * n];
+                run(level, &a, &b, (m, n, k), 0..m, &mut c, false);
+                assert_eq!(c, want, "{level:?} {m}×{n}×{k}");
+            }
 
             // Rows 1.. only, accumulating.
             if m > 1 {

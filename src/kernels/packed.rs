@@ -196,7 +196,7 @@ mod wide {
         gemm::<Avx2>(a, panels, b, ldb, n, c, ldc, accumulate)
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gemm_avx512(
         a: &PackedA,

@@ -55,7 +55,7 @@ mod wide {
         fma_loop::<Avx2>()
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl")]
     pub(super) unsafe fn fma_loop_avx512() -> usize {
         fma_loop::<Avx512>()
     }

@@ -18,7 +18,7 @@ pub enum Level {
     Portable,
     /// 8-lane AVX2 with fused multiply-add.
     Avx2,
-    /// 16-lane AVX-512 (foundation subset).
+    /// 16-lane AVX-512 (foundation and vector-length subsets).
     Avx512,
 }
 
@@ -68,7 +68,9 @@ pub(super) fn levels() -> Vec<Level> {
 fn detected() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") {
+        // VL lets 256- and 128-bit instructions reach all 32 registers;
+        // without it a horizontal sum would pin accumulators to the first 16.
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
             return Level::Avx512;
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -167,7 +169,7 @@ mod x86 {
     /// 8 lanes in a `ymm` register; needs `avx2,fma`.
     pub struct Avx2;
 
-    /// 16 lanes in a `zmm` register; needs `avx512f`.
+    /// 16 lanes in a `zmm` register; needs `avx512f,avx512vl`.
     pub struct Avx512;
 
     impl Simd for Avx2 {
