@@ -16,12 +16,89 @@ use super::Window;
 
 /// Lanes of slack after a padded image: the last tile of a row may read up to
 /// this many values past the row's end (into the next row or the slack);
-/// those lanes only feed outputs that are never stored. Two AVX-512 vectors.
-pub const SLACK: usize = 32;
+/// those lanes only feed outputs that are never stored. Four AVX-512 vectors.
+pub const SLACK: usize = 64;
 
 /// Taps per pass of [`conv_rows`]: 96 taps touch at most 192 cache lines
 /// (12 KiB) of the image, which stay in L1 while every panel of weights runs.
 const TAPS_PER_BLOCK: usize = 1024;
+
+/// Vectors per row of a convolution tile, at most.
+const MAX_VECTORS: usize = 4;
+
+/// Output runs a tile may split into.
+const MAX_RUNS: usize = 16;
+
+/// A run of a tile's lanes that land on consecutive outputs: lanes
+/// `lo..hi` go to `y[dst + lane]` (`dst` may be negative; lanes outside
+/// the run are never written).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Run {
+    lo: usize,
+    hi: usize,
+    dst: isize,
+}
+
+/// How a convolution's output positions are cut into tiles. Output `(oy,
+/// ox)` reads the padded image from `oy·wp + ox` on, so the positions can be
+/// numbered `q = oy·wp + ox` and read as one long row: tiles may then run
+/// across image rows ("wide"), computing the `wp − ow` columns between rows
+/// for nothing. Or each tile stays within a row ("rows"), wasting the
+/// lanes of its last, partial vector. The layout that wastes fewer lanes
+/// is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    oh: usize,
+    ow: usize,
+    wp: usize,
+    /// Positions per tile, at most.
+    tile: usize,
+    /// Tiles run across rows.
+    wide: bool,
+}
+
+impl Layout {
+    fn choose(oh: usize, ow: usize, wp: usize, widest: usize, lanes: usize) -> Layout {
+        // Lanes spent per output row: whole vectors within a row, or the
+        // padded row's width across rows.
+        let by_rows = ow / widest * widest + (ow % widest).div_ceil(lanes) * lanes;
+        let few_runs = widest / wp.max(1) + 2 <= MAX_RUNS;
+        let wide = few_runs && oh > 1 && wp < by_rows;
+        Layout { oh, ow, wp, tile: widest, wide }
+    }
+
+    /// `(q0, width)` of every tile, in order.
+    fn tiles(self) -> impl Iterator<Item = (usize, usize)> {
+        let Layout { oh, ow, wp, tile, wide } = self;
+        let total = if oh == 0 || ow == 0 { 0 } else { (oh - 1) * wp + ow };
+        let across = (0..if wide { total } else { 0 }).step_by(tile);
+        let across = across.map(move |q0| (q0, tile.min(total - q0)));
+        let within = (0..if wide { 0 } else { oh }).flat_map(move |oy| {
+            (0..ow).step_by(tile).map(move |j0| (oy * wp + j0, tile.min(ow - j0)))
+        });
+        across.chain(within)
+    }
+
+    /// Writes the output runs of the tile at `q0` of `width` positions into
+    /// `runs`; returns how many.
+    fn runs(self, q0: usize, width: usize, runs: &mut [Run; MAX_RUNS]) -> usize {
+        let (wp, ow) = (self.wp, self.ow);
+        let (mut q, end, mut count) = (q0, q0 + width, 0);
+        while q < end {
+            let (oy, ox) = (q / wp, q % wp);
+            if ox >= ow {
+                q = (oy + 1) * wp;
+                continue;
+            }
+            let stop = end.min(oy * wp + ow);
+            let dst = (oy * ow + ox) as isize - (q - q0) as isize;
+            runs[count] = Run { lo: q - q0, hi: stop - q0, dst };
+            count += 1;
+            q = stop;
+        }
+        count
+    }
+}
 
 /// Geometry of a padded image and its tap offsets.
 #[derive(Clone, Debug, Default)]
@@ -242,7 +319,7 @@ pub fn available() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod wide {
     use super::super::simd::{put_tile, Avx2, Avx512, Simd};
-    use super::{PackedA, MR, TAPS_PER_BLOCK};
+    use super::{Layout, PackedA, Run, MAX_RUNS, MAX_VECTORS, MR, TAPS_PER_BLOCK};
 
     /// Expands to one entry point per vector width for a generic kernel:
     /// the kernel is inlined into a function compiled for that width.
@@ -303,64 +380,111 @@ mod wide {
     ) {
         let (m, k) = (w.rows(), w.depth());
         let p = oh * ow;
-        let nr = 2 * S::LANES;
-        for oy in 0..oh {
-            for j0 in (0..ow).step_by(nr) {
-                let width = nr.min(ow - j0);
-                let src = xp.add(oy * wp + j0);
-                let dst = y.as_mut_ptr().add(oy * ow + j0);
+        // Four vectors a row fill 24 of AVX-512's 32 registers; AVX2 has 16.
+        let widest = if S::LANES >= 16 { MAX_VECTORS } else { 2 } * S::LANES;
+        let layout = Layout::choose(oh, ow, wp, widest, S::LANES);
+        let mut runs = [Run::default(); MAX_RUNS];
+        for (q0, width) in layout.tiles() {
+            let count = layout.runs(q0, width, &mut runs);
+            let runs = &runs[..count];
+            let src = xp.add(q0);
 
-                // Taps in blocks, every panel over one block before the next:
-                // a block's image segments (two cache lines each, unaligned)
-                // then stay in L1 across all output channels.
-                for k0 in (0..k).step_by(TAPS_PER_BLOCK) {
-                    let taps = &offsets[k0..(k0 + TAPS_PER_BLOCK).min(k)];
-                    let add = accumulate || k0 > 0;
-                    for panel in panels.clone() {
-                        let rows = MR.min(m - panel * MR);
-                        let a = w.panel(panel).as_ptr().add(k0 * MR);
-                        let c = dst.add((panel - panels.start) * MR * p);
-                        if width > S::LANES {
-                            tile::<S, 2>(a, src, taps, c, p, rows, width, add);
-                        } else {
-                            tile::<S, 1>(a, src, taps, c, p, rows, width, add);
-                        }
-                    }
+            // Taps in blocks, every panel over one block before the next:
+            // a block's image segments then stay in L1 across all output
+            // channels.
+            for k0 in (0..k).step_by(TAPS_PER_BLOCK) {
+                let taps = &offsets[k0..(k0 + TAPS_PER_BLOCK).min(k)];
+                let add = accumulate || k0 > 0;
+                let mut panel = panels.start;
+                while panel < panels.end {
+                    let a = w.panel(panel).as_ptr().add(k0 * MR);
+                    let c = y.as_mut_ptr().add((panel - panels.start) * MR * p);
+                    let rows = m - panel * MR;
+                    let pair = panel + 1 < panels.end;
+                    let out = Out { c, ldc: p, rows, runs, accumulate: add };
+                    // Enough accumulators to cover the FMA latency: two
+                    // panels when the tile is one or two vectors wide.
+                    panel += match (width.div_ceil(S::LANES), pair) {
+                        (1, true) => tile::<S, 2, 1>(a, k, src, taps, out),
+                        (1, false) => tile::<S, 1, 1>(a, k, src, taps, out),
+                        (2, true) if S::LANES >= 16 => tile::<S, 2, 2>(a, k, src, taps, out),
+                        (2, _) => tile::<S, 1, 2>(a, k, src, taps, out),
+                        (3, _) => tile::<S, 1, 3>(a, k, src, taps, out),
+                        _ => tile::<S, 1, 4>(a, k, src, taps, out),
+                    };
                 }
             }
         }
     }
 
-    /// One `rows × width` tile, `width ≤ V·LANES`: V = 2 for a long row
-    /// segment, 1 for a short one, so a short row does not pay for two
-    /// vectors.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<S: Simd, const V: usize>(
-        a: *const f32,
-        src: *const f32,
-        offsets: &[usize],
+    /// Where a tile's sums go: rows of `c` `ldc` apart, at most `rows` of
+    /// them, each split into `runs`.
+    #[derive(Clone, Copy)]
+    struct Out<'a> {
         c: *mut f32,
         ldc: usize,
         rows: usize,
-        width: usize,
+        runs: &'a [Run],
         accumulate: bool,
-    ) {
-        let mut acc = [[S::zero(); V]; MR];
+    }
+
+    /// A tile of `P` panels (`P·MR` output channels) by `V` vectors of
+    /// positions; returns the panels it covered. `a` is the first panel at
+    /// the block's first tap; panels are `MR · k` apart.
+    #[inline(always)]
+    unsafe fn tile<S: Simd, const P: usize, const V: usize>(
+        a: *const f32,
+        k: usize,
+        src: *const f32,
+        offsets: &[usize],
+        out: Out,
+    ) -> usize {
+        let mut acc = [[[S::zero(); V]; MR]; P];
         for (kk, &offset) in offsets.iter().enumerate() {
-            // Lanes past `width` read the slack or the next row; their sums
+            // Lanes past the tile read the slack or the next row; their sums
             // are never stored.
             let b_row = src.add(offset);
             let b: [S::V; V] = std::array::from_fn(|v| S::load(b_row.add(v * S::LANES)));
-            let a_col = a.add(kk * MR);
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = S::broadcast(a_col.add(r));
-                for v in 0..V {
-                    acc_r[v] = S::fmadd(av, b[v], acc_r[v]);
+            for (panel, acc_p) in acc.iter_mut().enumerate() {
+                let a_col = a.add(panel * MR * k + kk * MR);
+                for (r, acc_r) in acc_p.iter_mut().enumerate() {
+                    let av = S::broadcast(a_col.add(r));
+                    for (acc_v, &b_v) in acc_r.iter_mut().zip(&b) {
+                        *acc_v = S::fmadd(av, b_v, *acc_v);
+                    }
                 }
             }
         }
-        put_tile::<S, V>(&acc, c, ldc, rows, width, accumulate);
+
+        // Each row's lanes go to their output runs.
+        for (panel, acc_p) in acc.iter().enumerate() {
+            for (r, acc_r) in acc_p.iter().enumerate() {
+                let row = panel * MR + r;
+                if row >= out.rows {
+                    break;
+                }
+                let c = out.c.add(row * out.ldc);
+                for run in out.runs {
+                    for (v, &value) in acc_r.iter().enumerate() {
+                        let (lo, hi) = (v * S::LANES, (v + 1) * S::LANES);
+                        if run.hi <= lo || run.lo >= hi {
+                            continue;
+                        }
+                        // Lane l of vector v lands at c + dst + lo + l; lanes
+                        // outside the run are masked and never touched.
+                        let at = c.wrapping_offset(run.dst + lo as isize);
+                        S::put_range(
+                            at,
+                            value,
+                            run.lo.max(lo) - lo,
+                            run.hi.min(hi) - lo,
+                            out.accumulate,
+                        );
+                    }
+                }
+            }
+        }
+        P
     }
 
     #[inline(always)]
@@ -495,6 +619,24 @@ mod tests {
     }
 
     #[test]
+    fn wide_tiles_split_into_runs_of_one_output_row() {
+        // Outputs 3 wide in rows 5 apart: a 16-position tile from q = 4.
+        let layout = Layout { oh: 4, ow: 3, wp: 5, tile: 16, wide: true };
+        let mut runs = [Run::default(); MAX_RUNS];
+        let count = layout.runs(4, 12, &mut runs);
+        let want = [
+            Run { lo: 1, hi: 4, dst: 2 },    // q 5..8 -> y 3..6
+            Run { lo: 6, hi: 9, dst: 0 },    // q 10..13 -> y 6..9
+            Run { lo: 11, hi: 12, dst: -2 }, // q 15 -> y 9
+        ];
+        assert_eq!(&runs[..count], &want);
+        let tiles: Vec<_> = layout.tiles().collect();
+        assert_eq!(tiles, vec![(0, 16), (16, 2)]);
+        assert!(!Layout::choose(14, 14, 18, 64, 16).wide, "14 of 18 fits one vector");
+        assert!(Layout::choose(24, 24, 26, 64, 16).wide, "24 of 26 would waste 8 of 32");
+    }
+
+    #[test]
     fn matches_im2col_and_a_matrix_product() {
         let shapes = [
             (1, 5, 5, 3, 1, 4),
@@ -503,6 +645,10 @@ mod tests {
             (4, 9, 30, 3, 1, 6),
             (2, 26, 26, 3, 0, 12),
             (1, 9, 40, 3, 0, 5),
+            (1, 12, 9, 3, 0, 7),
+            (2, 10, 10, 3, 1, 9),
+            (3, 5, 70, 3, 1, 25),
+            (1, 3, 3, 3, 0, 2),
         ];
         for (c, h, w, k, p, m) in shapes {
             let g = Window { c, h, w, kh: k, kw: k, sh: 1, sw: 1, ph: p, pw: p };

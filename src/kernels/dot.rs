@@ -2,16 +2,20 @@
 //! through a linear layer), where a matrix product's packing would cost more
 //! than the arithmetic.
 
+use super::simd::{level, Level};
+
 /// `Σ a[i] · b[i]` over the shorter of the two.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);
 
+    // SAFETY: `level` only reports what the CPU has; the kernels read only
+    // within the two equal-length slices.
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected; the kernel reads only
-        // within the two equal-length slices.
-        return unsafe { dot_avx2(a, b) };
+    match level() {
+        Level::Avx512 => return unsafe { wide::dot_avx512(a, b) },
+        Level::Avx2 => return unsafe { wide::dot_avx2(a, b) },
+        Level::Portable => {}
     }
 
     // Eight independent partial sums, so the loop is not one long chain.
@@ -27,26 +31,41 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
+mod wide {
+    use super::super::simd::{Avx2, Avx512, Simd};
 
-    // Four 8-lane accumulators cover the FMA latency.
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let blocks = a.len() / 32;
-    for i in 0..blocks {
-        for (j, acc_j) in acc.iter_mut().enumerate() {
-            let at = i * 32 + j * 8;
-            let x = _mm256_loadu_ps(a.as_ptr().add(at));
-            let y = _mm256_loadu_ps(b.as_ptr().add(at));
-            *acc_j = _mm256_fmadd_ps(x, y, *acc_j);
-        }
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        dot::<Avx2>(a, b)
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0.0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-    let tail: f32 = a[blocks * 32..].iter().zip(&b[blocks * 32..]).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
+
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        dot::<Avx512>(a, b)
+    }
+
+    #[inline(always)]
+    unsafe fn dot<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
+        // Four accumulators cover the FMA latency.
+        let mut acc = [S::zero(); 4];
+        let step = 4 * S::LANES;
+        let blocks = a.len() / step;
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        for i in 0..blocks {
+            for (j, acc_j) in acc.iter_mut().enumerate() {
+                let at = i * step + j * S::LANES;
+                *acc_j = S::fmadd(S::load(pa.add(at)), S::load(pb.add(at)), *acc_j);
+            }
+        }
+
+        // The rest a vector at a time, the last one masked.
+        for at in (blocks * step..a.len()).step_by(S::LANES) {
+            let mask = S::mask(a.len() - at);
+            let (x, y) = (S::load_masked(pa.add(at), mask), S::load_masked(pb.add(at), mask));
+            acc[0] = S::fmadd(x, y, acc[0]);
+        }
+        S::sum(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])))
+    }
 }
 
 #[cfg(test)]
@@ -60,6 +79,11 @@ mod tests {
             let b: Vec<f32> = (0..len).map(|i| (i % 3) as f32 * 0.5).collect();
             let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert_eq!(dot(&a, &b), want, "length {len}");
+            #[cfg(target_arch = "x86_64")]
+            if level() >= Level::Avx2 {
+                // SAFETY: the level was just checked.
+                assert_eq!(unsafe { wide::dot_avx2(&a, &b) }, want, "avx2, length {len}");
+            }
         }
     }
 }

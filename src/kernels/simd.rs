@@ -105,8 +105,8 @@ pub(super) trait Simd {
     unsafe fn load(p: *const f32) -> Self::V;
     /// `LANES` values to `p`, any alignment.
     unsafe fn store(p: *mut f32, v: Self::V);
-    /// The first `n` lanes (`n <= LANES`).
-    unsafe fn mask(n: usize) -> Self::Mask;
+    /// Lanes `lo..hi` (`hi <= LANES`).
+    unsafe fn mask_range(lo: usize, hi: usize) -> Self::Mask;
     /// The live lanes from `p`, zero elsewhere.
     unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self::V;
     /// The live lanes to `p`.
@@ -118,15 +118,28 @@ pub(super) trait Simd {
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
 
-    /// Writes `v` (or adds it to what is there) to the first `n` lanes at `p`;
-    /// a full vector takes the plain store, which is faster.
+    /// The first `n` lanes (`n <= LANES`).
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> Self::Mask {
+        Self::mask_range(0, n)
+    }
+
+    /// Writes `v` (or adds it to what is there) to the first `n` lanes at `p`.
     #[inline(always)]
     unsafe fn put(p: *mut f32, v: Self::V, n: usize, accumulate: bool) {
-        if n >= Self::LANES {
+        Self::put_range(p, v, 0, n, accumulate)
+    }
+
+    /// Writes `v` (or adds it to what is there) to lanes `lo..hi` at `p`, so
+    /// lane `l` lands at `p + l`; the other lanes' addresses are never
+    /// touched. A full vector takes the plain store, which is faster.
+    #[inline(always)]
+    unsafe fn put_range(p: *mut f32, v: Self::V, lo: usize, hi: usize, accumulate: bool) {
+        if lo == 0 && hi >= Self::LANES {
             let v = if accumulate { Self::add(v, Self::load(p)) } else { v };
             Self::store(p, v);
         } else {
-            let m = Self::mask(n);
+            let m = Self::mask_range(lo, hi);
             let v = if accumulate { Self::add(v, Self::load_masked(p, m)) } else { v };
             Self::store_masked(p, m, v);
         }
@@ -198,9 +211,11 @@ mod x86 {
             _mm256_storeu_ps(p, v)
         }
         #[inline(always)]
-        unsafe fn mask(n: usize) -> __m256i {
+        unsafe fn mask_range(lo: usize, hi: usize) -> __m256i {
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes)
+            let below = _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), lanes);
+            let from = _mm256_cmpgt_epi32(lanes, _mm256_set1_epi32(lo as i32 - 1));
+            _mm256_and_si256(below, from)
         }
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, m: __m256i) -> __m256 {
@@ -252,8 +267,9 @@ mod x86 {
             _mm512_storeu_ps(p, v)
         }
         #[inline(always)]
-        unsafe fn mask(n: usize) -> __mmask16 {
-            ((1u32 << n.min(16)) - 1) as __mmask16
+        unsafe fn mask_range(lo: usize, hi: usize) -> __mmask16 {
+            let below = (1u32 << hi.min(16)) - 1;
+            (below & !((1u32 << lo.min(16)) - 1)) as __mmask16
         }
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, m: __mmask16) -> __m512 {
