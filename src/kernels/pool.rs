@@ -3,6 +3,7 @@
 //! greater value (or a NaN) replaces the current maximum, and padding never
 //! wins.
 
+use super::simd::{level, Level};
 use super::Window;
 
 /// Max-pools one plane `x [h, w]` into `y [oh, ow]`; `argmax`, when given,
@@ -57,16 +58,35 @@ fn pick(best: f32, best_at: usize, v: f32, at: usize) -> (f32, usize) {
 }
 
 /// The common 2×2, stride 2, unpadded case: four reads per output, in the
-/// same scan order as the general loop, eight outputs at a time with AVX2.
-fn maxpool_2x2(g: &Window, x: &[f32], y: &mut [f32], mut argmax: Option<&mut [u32]>) {
+/// same scan order as the general loop, a vector of outputs at a time.
+fn maxpool_2x2(g: &Window, x: &[f32], y: &mut [f32], argmax: Option<&mut [u32]>) {
+    maxpool_2x2_at(level(), g, x, y, argmax);
+}
+
+/// [`maxpool_2x2`] at a given level (tests run every level the CPU has).
+fn maxpool_2x2_at(
+    level: Level,
+    g: &Window,
+    x: &[f32],
+    y: &mut [f32],
+    mut argmax: Option<&mut [u32]>,
+) {
     let (oh, ow, w) = (g.oh(), g.ow(), g.w);
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 && ow > 0 {
+        // SAFETY: AVX-512 is present; the kernel reads the `2·oh` rows of
+        // `2·ow` values each below `x.len()` (checked by the caller) and
+        // writes `oh·ow` outputs.
+        unsafe { avx512::pool_2x2(x, w, (oh, ow), y, argmax) };
+        return;
+    }
     for oy in 0..oh {
         let top = &x[2 * oy * w..2 * oy * w + 2 * ow];
         let bottom = &x[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
         let row = Row2x2 { top, bottom, base: 2 * oy * w, w };
         let out = &mut y[oy * ow..(oy + 1) * ow];
         let idx = argmax.as_deref_mut().map(|a| &mut a[oy * ow..(oy + 1) * ow]);
-        row.pool(out, idx);
+        row.pool(level, out, idx);
     }
 }
 
@@ -82,10 +102,10 @@ struct Row2x2<'a> {
 }
 
 impl Row2x2<'_> {
-    fn pool(&self, out: &mut [f32], mut idx: Option<&mut [u32]>) {
+    fn pool(&self, level: Level, out: &mut [f32], mut idx: Option<&mut [u32]>) {
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
+        if level >= Level::Avx2 {
             // SAFETY: AVX2 was just detected; the kernel reads `top` and
             // `bottom` only below `2 · out.len()`, their length.
             done = unsafe { avx2::pool_2x2(self, out, idx.as_deref_mut()) };
@@ -171,6 +191,78 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Pools every row of a plane of width `w` into `y [oh, ow]` (and the
+    /// flat argmax into `argmax`), sixteen outputs at a time; a row's last
+    /// vector is masked, so no output is left to a scalar loop.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512 F and VL must be present, `ow > 0`, `x` must hold `2·oh` rows
+    /// of `w ≥ 2·ow` values, and `y` and `argmax` `oh·ow` values.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) unsafe fn pool_2x2(
+        x: &[f32],
+        w: usize,
+        (oh, ow): (usize, usize),
+        y: &mut [f32],
+        argmax: Option<&mut [u32]>,
+    ) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let (right, below) = (_mm512_set1_epi32(1), _mm512_set1_epi32(w as i32));
+        let two = _mm512_slli_epi32::<1>(_mm512_setr_epi32(
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        ));
+        let idx = argmax.map(|a| a.as_mut_ptr());
+        for oy in 0..oh {
+            let (top, bottom) = (x.as_ptr().add(2 * oy * w), x.as_ptr().add((2 * oy + 1) * w));
+            for ox in (0..ow).step_by(16) {
+                // Outputs ox.. read inputs 2·ox.., two vectors of them.
+                let n = (ow - ox).min(16);
+                let live = ((1u32 << n) - 1) as __mmask16;
+                let (lo, hi) = (mask_first(2 * n), mask_first((2 * n).saturating_sub(16)));
+                let pairs = |row: *const f32| {
+                    let (a, b) = (row.add(2 * ox), row.add(2 * ox + 16));
+                    let (a, b) = (_mm512_maskz_loadu_ps(lo, a), _mm512_maskz_loadu_ps(hi, b));
+                    (_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b))
+                };
+                let ((top_l, top_r), (bot_l, bot_r)) = (pairs(top), pairs(bottom));
+
+                // The scan order of the scalar loop: a strictly greater value
+                // or a NaN takes over, lane by lane.
+                let base = _mm512_set1_epi32((2 * oy * w + 2 * ox) as i32);
+                let at = _mm512_add_epi32(base, two);
+                let (mut best, mut best_at) = (top_l, at);
+                let candidates = [
+                    (top_r, _mm512_add_epi32(at, right)),
+                    (bot_l, _mm512_add_epi32(at, below)),
+                    (bot_r, _mm512_add_epi32(_mm512_add_epi32(at, below), right)),
+                ];
+                for (v, v_at) in candidates {
+                    let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                    let take = greater | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    best = _mm512_mask_blend_ps(take, best, v);
+                    best_at = _mm512_mask_blend_epi32(take, best_at, v_at);
+                }
+                _mm512_mask_storeu_ps(y.as_mut_ptr().add(oy * ow + ox), live, best);
+                if let Some(idx) = idx {
+                    _mm512_mask_storeu_epi32(idx.add(oy * ow + ox).cast(), live, best_at);
+                }
+            }
+        }
+    }
+
+    /// The first `n` of sixteen lanes.
+    #[inline(always)]
+    fn mask_first(n: usize) -> __mmask16 {
+        ((1u32 << n.min(16)) - 1) as __mmask16
+    }
+}
+
 /// Backward of [`maxpool_plane`]: adds each `dy` into `dx` at its argmax, so an
 /// input chosen by overlapping windows collects all their gradients.
 pub fn maxpool_plane_backward(argmax: &[u32], dy: &[f32], dx: &mut [f32]) {
@@ -181,6 +273,7 @@ pub fn maxpool_plane_backward(argmax: &[u32], dy: &[f32], dx: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::levels;
     use super::*;
 
     #[test]
@@ -228,23 +321,25 @@ mod tests {
     fn eight_wide_2x2_path_matches_the_general_loop_on_ties_and_nans() {
         // Few distinct values, so ties are common; NaNs sprinkled in. Widths
         // with and without a scalar tail after the blocks of eight outputs.
-        for (h, w) in [(4, 16), (6, 17), (3, 35), (8, 48), (2, 2)] {
+        for (h, w) in [(4, 16), (6, 17), (3, 35), (8, 48), (2, 2), (24, 24), (28, 28), (4, 70)] {
             let g = Window { c: 1, h, w, kh: 2, kw: 2, sh: 2, sw: 2, ph: 0, pw: 0 };
             let x: Vec<f32> = (0..h * w)
                 .map(|i| if i % 29 == 7 { f32::NAN } else { ((i * 7919) % 5) as f32 - 2.0 })
                 .collect();
             let n = g.oh() * g.ow();
-            let (mut fast, mut fast_at) = (vec![0.0; n], vec![0; n]);
-            maxpool_2x2(&g, &x, &mut fast, Some(&mut fast_at));
             let (mut slow, mut slow_at) = (vec![0.0; n], vec![0; n]);
             maxpool_general(&g, &x, &mut slow, Some(&mut slow_at));
-            assert_eq!(fast_at, slow_at, "{h}x{w}");
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast), bits(&slow), "{h}x{w}");
+            for level in levels() {
+                let (mut fast, mut fast_at) = (vec![0.0; n], vec![0; n]);
+                maxpool_2x2_at(level, &g, &x, &mut fast, Some(&mut fast_at));
+                assert_eq!(fast_at, slow_at, "{level:?} {h}x{w}");
+                assert_eq!(bits(&fast), bits(&slow), "{level:?} {h}x{w}");
 
-            let mut no_index = vec![0.0; n];
-            maxpool_2x2(&g, &x, &mut no_index, None);
-            assert_eq!(bits(&no_index), bits(&slow), "{h}x{w} without argmax");
+                let mut no_index = vec![0.0; n];
+                maxpool_2x2_at(level, &g, &x, &mut no_index, None);
+                assert_eq!(bits(&no_index), bits(&slow), "{level:?} {h}x{w} without argmax");
+            }
         }
     }
 
