@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::packed::{gemm_packed_panels, PackedA, MR};
+use super::transpose::transpose;
 
 /// Products smaller than this many multiply-adds run on one thread; below it
 /// the cost of waking the pool is larger than the work.
@@ -97,7 +98,8 @@ impl Gemm {
 
             // The kernel reads b row-major; a transposed b is turned once.
             let b = if self.trans_b {
-                transpose_into(b, n, k, transposed);
+                transposed.resize(n * k, 0.0);
+                transpose(b, (n, k), transposed, n);
                 &transposed[..]
             } else {
                 b
@@ -119,22 +121,6 @@ impl Gemm {
                 gemm_packed_panels(packed, first..last, b, n, n, c_rows, n, self.accumulate);
             });
         });
-    }
-}
-
-/// Writes the transpose of `src` (`[rows, cols]`) into `dst` (`[cols, rows]`),
-/// in blocks so both sides stay in cache.
-fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
-    const BLOCK: usize = 32;
-    dst.resize(rows * cols, 0.0);
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
     }
 }
 

@@ -10,10 +10,11 @@ mod packed;
 mod peak;
 mod pool;
 mod simd;
+mod transpose;
 
 pub use self::gemm::Gemm;
 pub use direct::{conv_rows, conv_rows_panels, conv_weight_grad, pad_image, Padded, SLACK};
-pub use dot::dot;
+pub use dot::{dot, sum};
 pub use packed::MR;
 
 /// Whether the direct (stride-1, unfolding-free) convolution runs on this CPU.
@@ -26,3 +27,4 @@ pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;
 pub use pool::{maxpool_plane, maxpool_plane_backward};
 pub use simd::{level, Level};
+pub use transpose::transpose;

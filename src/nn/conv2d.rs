@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::{default_init_bound, Layer, Mode, Param};
 use crate::kernels::{
     col2im, conv_rows, conv_rows_panels, conv_weight_grad, direct_conv_available, gemm_packed,
-    im2col, im2row, pad_image, PackedA, Padded, Window, MR, SLACK,
+    im2col, im2row, pad_image, sum, transpose, PackedA, Padded, Window, MR, SLACK,
 };
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -482,7 +482,7 @@ fn conv_image_backward(
 
     // dbias[o] += Σ_p dy[o, p].
     for (db, row) in chunk.dbias.iter_mut().zip(dy.chunks(p)) {
-        *db += row.iter().sum::<f32>();
+        *db += sum(row);
     }
 
     // Direct: dweight_gᵀ [k, m] += cols_g · dy_gᵀ, reading the unfolded image
@@ -490,12 +490,7 @@ fn conv_image_backward(
     if let Some(pad) = &plan.forward {
         pad_image(g, pad, x, &mut chunk.padded);
         let out = groups * m;
-        // dyᵀ: read dy row by row, write columns; the writes of consecutive
-        // rows land in the same cache lines.
-        for (o, dy_row) in dy.chunks(p).enumerate() {
-            let column = chunk.dyt[o..].iter_mut().step_by(out);
-            column.zip(dy_row).for_each(|(v, &d)| *v = d);
-        }
+        transpose(dy, (out, p), &mut chunk.dyt, out);
         let group_len = (g.c / groups) * pad.hp * pad.wp;
         for gi in 0..groups {
             let (offsets, dims) = (&pad.offsets[..k], (g.oh(), g.ow()));
