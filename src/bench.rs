@@ -273,12 +273,24 @@ pub struct LayerProfile {
     pub gflops: f64,
 }
 
+/// Where a workload's training step spends its time.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    /// Each layer's forward and backward.
+    pub layers: Vec<LayerProfile>,
+    /// Milliseconds per whole step.
+    pub step_ms: f64,
+    /// Milliseconds per step outside the layers: zeroing the gradients, the
+    /// loss and the optimiser step.
+    pub outside_layers_ms: f64,
+}
+
 /// Per-layer times of a workload's training step, averaged over `steps`.
 ///
 /// # Errors
 ///
 /// As [`run_workload`].
-pub fn profile(workload: &Workload, steps: usize) -> Result<Vec<LayerProfile>> {
+pub fn profile(workload: &Workload, steps: usize) -> Result<Profile> {
     let mut net = build(workload)?;
     let mut config = OptimizerConfig::new(workload.optimizer);
     config.momentum = workload.momentum;
@@ -289,10 +301,13 @@ pub fn profile(workload: &Workload, steps: usize) -> Result<Vec<LayerProfile>> {
         train_step(&mut net, optimizer.as_mut(), &x, &targets, &mut dlogits)?;
     }
 
+    let steps = steps.max(1);
     net.start_profile();
-    for _ in 0..steps.max(1) {
+    let started = Instant::now();
+    for _ in 0..steps {
         train_step(&mut net, optimizer.as_mut(), &x, &targets, &mut dlogits)?;
     }
+    let step_ms = started.elapsed().as_secs_f64() * 1e3 / steps as f64;
     let times = net.take_profile();
 
     // FLOPs per layer: forward as counted, backward twice that.
@@ -310,5 +325,6 @@ pub fn profile(workload: &Workload, steps: usize) -> Result<Vec<LayerProfile>> {
             gflops: flops / (forward + backward) / 1e9,
         });
     }
-    Ok(rows)
+    let in_layers: f64 = rows.iter().map(|r| r.forward_ms + r.backward_ms).sum();
+    Ok(Profile { layers: rows, step_ms, outside_layers_ms: step_ms - in_layers })
 }

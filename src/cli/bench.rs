@@ -94,8 +94,8 @@ fn run_at(chosen: &[&bench::Workload], budget: &Budget, args: &BenchArgs) -> Res
 }
 
 fn print_profile(workload: &bench::Workload, json: bool) -> Result<()> {
-    let rows = bench::profile(workload, 20)?;
-    for row in rows {
+    let profile = bench::profile(workload, 20)?;
+    for row in &profile.layers {
         if json {
             let line = serde_json::json!({ "workload": workload.name, "profile": row });
             println!("{line}");
@@ -107,6 +107,20 @@ fn print_profile(workload: &bench::Workload, json: bool) -> Result<()> {
                 row.index, row.layer, row.forward_ms, row.backward_ms
             );
         }
+    }
+    if json {
+        let line = serde_json::json!({
+            "workload": workload.name,
+            "step_ms": profile.step_ms,
+            "outside_layers_ms": profile.outside_layers_ms,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "          step {:.3} ms, of which {:.3} ms outside the layers (zero_grad, loss, \
+             optimizer)",
+            profile.step_ms, profile.outside_layers_ms
+        );
     }
     Ok(())
 }

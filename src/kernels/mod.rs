@@ -26,5 +26,5 @@ pub use nt::gemm_nt_rows;
 pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;
 pub use pool::{maxpool_plane, maxpool_plane_backward};
-pub use simd::{level, Level};
+pub use simd::{level, widest, Level};
 pub use transpose::transpose;

@@ -57,6 +57,35 @@ pub fn level() -> Level {
     })
 }
 
+/// Runs `f` compiled for the widest level in use, so that the compiler
+/// vectorises its loops with those registers: for elementwise loops (an
+/// optimiser's update) that the compiler vectorises well on its own. `f`
+/// gives the same result at every level, since Rust never fuses or
+/// reorders floating-point operations on its own.
+#[inline(always)]
+pub fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    match level() {
+        // SAFETY: `level` only reports what the CPU supports.
+        Level::Avx512 => return unsafe { with_avx512(f) },
+        Level::Avx2 => return unsafe { with_avx2(f) },
+        Level::Portable => {}
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Every level this CPU can run, narrowest first; tests run each kernel at
 /// all of them.
 #[cfg(test)]
