@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn a_subnormal_squared_gradient_is_dropped_only_when_eps_hides_it() {
         let tiny = |eps: f64| {
-            let mut params = vec![Param::new(Tensor::from_vec(&[1], vec![1.0]).unwrap())];
+            let mut params = [Param::new(Tensor::from_vec(&[1], vec![1.0]).unwrap())];
             params[0].grad = Tensor::from_vec(&[1], vec![1e-20]).unwrap();
             let config =
                 OptimizerConfig { lr: 0.01, eps, ..OptimizerConfig::new(OptimizerKind::Adam) };
