@@ -52,43 +52,49 @@ fn step(net: &mut Sequential, images: &Tensor, labels: &[i64]) -> (f64, Tensor) 
 
 #[test]
 fn forward_and_backward_match_pytorch() {
-    let fixture = case("end_to_end_cnn.json", "tiny_cnn_4x1x6x6");
-    let mut net = network(&fixture);
-    let images = tensor(&fixture["inputs"]["images"]).tensor();
-    let labels = tensor(&fixture["inputs"]["labels"]).i64();
-    let (loss, dlogits) = step(&mut net, &images, &labels);
+    // Unfused, every intermediate is kept and checked; fused (the default),
+    // the conv's output before its ReLU and the ReLU's output gradient are
+    // not kept, and everything else must agree just the same.
+    for fused in [false, true] {
+        let fixture = case("end_to_end_cnn.json", "tiny_cnn_4x1x6x6");
+        let mut net = network(&fixture);
+        net.set_fusion(fused);
+        let images = tensor(&fixture["inputs"]["images"]).tensor();
+        let labels = tensor(&fixture["inputs"]["labels"]).i64();
+        let (loss, dlogits) = step(&mut net, &images, &labels);
 
-    // Intermediates: conv, relu, pool, flat, logits, then probabilities and loss.
-    let forward = &fixture["outputs"]["forward"];
-    for (i, key) in ["conv_out", "relu_out", "pool_out", "flat", "logits"].iter().enumerate() {
-        assert_close(key, net.activation(i).data(), &tensor(&forward[*key]).data, FWD.0, FWD.1);
-    }
-    let probs = loss::softmax(net.output(), 1).unwrap();
-    assert_close(
-        "probabilities",
-        probs.data(),
-        &tensor(&forward["probabilities"]).data,
-        FWD.0,
-        FWD.1,
-    );
-    assert_close("loss", &[loss as f32], &tensor(&forward["loss"]).data, FWD.0, FWD.1);
+        // Intermediates: conv, relu, pool, flat, logits, then probabilities and loss.
+        let forward = &fixture["outputs"]["forward"];
+        for (i, key) in ["conv_out", "relu_out", "pool_out", "flat", "logits"].iter().enumerate() {
+            if fused && *key == "conv_out" {
+                continue;
+            }
+            let want = &tensor(&forward[*key]).data;
+            assert_close(key, net.activation(i).data(), want, FWD.0, FWD.1);
+        }
+        let probs = loss::softmax(net.output(), 1).unwrap();
+        let want = &tensor(&forward["probabilities"]).data;
+        assert_close("probabilities", probs.data(), want, FWD.0, FWD.1);
+        assert_close("loss", &[loss as f32], &tensor(&forward["loss"]).data, FWD.0, FWD.1);
 
-    // Gradients of every parameter and every activation.
-    for (theirs, ours) in NAMES {
-        let got = net.named_params().into_iter().find(|(n, _)| n == ours).unwrap().1.grad.clone();
-        assert_close(theirs, got.data(), &tensor(&fixture["grads"][theirs]).data, GRAD.0, GRAD.1);
-    }
-    let activation_grads = &fixture["activation_grads"];
-    assert_close(
-        "dlogits",
-        dlogits.data(),
-        &tensor(&activation_grads["logits"]).data,
-        GRAD.0,
-        GRAD.1,
-    );
-    for (i, key) in ["conv_out", "relu_out", "pool_out", "flat"].iter().enumerate() {
-        let want = tensor(&activation_grads[*key]).data;
-        assert_close(&format!("d{key}"), net.activation_grad(i).data(), &want, GRAD.0, GRAD.1);
+        // Gradients of every parameter and every activation.
+        for (theirs, ours) in NAMES {
+            let named = net.named_params().into_iter().find(|(n, _)| n == ours);
+            let got = named.unwrap().1.grad.clone();
+            let want = &tensor(&fixture["grads"][theirs]).data;
+            assert_close(theirs, got.data(), want, GRAD.0, GRAD.1);
+        }
+        let activation_grads = &fixture["activation_grads"];
+        let want = &tensor(&activation_grads["logits"]).data;
+        assert_close("dlogits", dlogits.data(), want, GRAD.0, GRAD.1);
+        for (i, key) in ["conv_out", "relu_out", "pool_out", "flat"].iter().enumerate() {
+            if fused && *key == "relu_out" {
+                continue;
+            }
+            let want = tensor(&activation_grads[*key]).data;
+            let got = net.activation_grad(i).data();
+            assert_close(&format!("d{key} (fused: {fused})"), got, &want, GRAD.0, GRAD.1);
+        }
     }
 }
 

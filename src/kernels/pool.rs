@@ -264,10 +264,28 @@ mod avx512 {
 }
 
 /// Backward of [`maxpool_plane`]: adds each `dy` into `dx` at its argmax, so an
-/// input chosen by overlapping windows collects all their gradients.
-pub fn maxpool_plane_backward(argmax: &[u32], dy: &[f32], dx: &mut [f32]) {
-    for (&at, &g) in argmax.iter().zip(dy) {
-        dx[at as usize] += g;
+/// input chosen by overlapping windows collects all their gradients. With
+/// `relu_mask` (the pooled outputs `y`), only where `y > 0`: the gradient
+/// through a ReLU that came before the pooling.
+pub fn maxpool_plane_backward(
+    argmax: &[u32],
+    dy: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    match relu_mask {
+        Some(y) => {
+            for ((&at, &g), &y) in argmax.iter().zip(dy).zip(y) {
+                if y > 0.0 {
+                    dx[at as usize] += g;
+                }
+            }
+        }
+        None => {
+            for (&at, &g) in argmax.iter().zip(dy) {
+                dx[at as usize] += g;
+            }
+        }
     }
 }
 

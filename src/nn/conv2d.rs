@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::activation::{relu_in_place, relu_mask_in_place};
 use super::{default_init_bound, Layer, Mode, Param};
 use crate::kernels::{
     col2im, conv_rows, conv_rows_panels, conv_weight_grad, direct_conv_available, gemm_packed,
@@ -91,6 +92,10 @@ pub struct Conv2d {
     plan: Option<Plan>,
     /// Use the unfolding algorithm even where the direct one applies.
     unfold_only: bool,
+    /// Apply the ReLU that follows the layer to its output (fused).
+    relu_after: bool,
+    /// Multiply dx by the derivative of the ReLU before the layer (fused).
+    relu_before: bool,
 }
 
 impl Conv2d {
@@ -114,6 +119,8 @@ impl Conv2d {
             flipped: Vec::new(),
             plan: None,
             unfold_only: false,
+            relu_after: false,
+            relu_before: false,
         }
     }
 
@@ -303,18 +310,27 @@ impl Layer for Conv2d {
         let plan = plan.as_ref().expect("prepared above");
         let bias = params.get(1).map(|b| b.value.data());
 
+        let relu_after = self.relu_after;
+
         // One image (inference latency): split its output channels instead.
         if x.dim(0) == 1 && plan.forward.is_some() && rayon::current_num_threads() > 1 {
             conv_image_split(plan, packed, bias, x.data(), y.data_mut(), &mut chunks[0]);
+            if relu_after {
+                relu_in_place(y.data_mut());
+            }
             return;
         }
 
-        // Each chunk of images, one image at a time.
+        // Each chunk of images, one image at a time, each still in cache
+        // when the fused ReLU passes over it.
         let xs = x.data().par_chunks(per_chunk * x_len);
         let ys = y.data_mut().par_chunks_mut(per_chunk * y_len);
         xs.zip(ys).zip(chunks).for_each(|((xs, ys), chunk)| {
             for (x, y) in xs.chunks(x_len).zip(ys.chunks_mut(y_len)) {
                 conv_image(plan, packed, bias, x, y, chunk);
+                if relu_after {
+                    relu_in_place(y);
+                }
             }
         });
     }
@@ -326,8 +342,8 @@ impl Layer for Conv2d {
         if dx.is_some() {
             self.pack_backward();
         }
-        let Conv2d { plan, chunks, packed_dx, .. } = self;
-        let plan = plan.as_ref().expect("prepared above");
+        let Conv2d { plan, chunks, packed_dx, relu_before, .. } = self;
+        let (plan, relu_before) = (plan.as_ref().expect("prepared above"), *relu_before);
 
         // Per chunk: its share of dweight and dbias, and dx for its images.
         let xs = x.data().par_chunks(per_chunk * x_len);
@@ -337,8 +353,11 @@ impl Layer for Conv2d {
             chunk.dweight.fill(0.0);
             chunk.dbias.fill(0.0);
             for (i, (x, dy)) in xs.chunks(x_len).zip(dys.chunks(y_len)).enumerate() {
-                let dx = dxs.as_deref_mut().map(|d| &mut d[i * x_len..(i + 1) * x_len]);
-                conv_image_backward(plan, packed_dx, x, dy, dx, chunk);
+                let mut dx = dxs.as_deref_mut().map(|d| &mut d[i * x_len..(i + 1) * x_len]);
+                conv_image_backward(plan, packed_dx, x, dy, dx.as_deref_mut(), chunk);
+                if let (Some(dx), true) = (dx, relu_before) {
+                    relu_mask_in_place(dx, x);
+                }
             }
         };
         match dx {
@@ -391,6 +410,16 @@ impl Layer for Conv2d {
         let g = self.window(x_shape);
         let dims = GroupDims::new(&self.config, &g);
         2 * (x_shape[0] * dims.groups * dims.m * dims.k * dims.p) as u64
+    }
+
+    fn fuse_relu_after(&mut self, on: bool) -> bool {
+        self.relu_after = on;
+        true
+    }
+
+    fn fuse_relu_before(&mut self, on: bool) -> bool {
+        self.relu_before = on;
+        true
     }
 }
 

@@ -1,6 +1,7 @@
 //! Fully connected layer, `y = x · wᵀ + b`, with PyTorch's weight layout
 //! `[out, in]`.
 
+use super::activation::relu_in_place;
 use super::{default_init_bound, Layer, Mode, Param};
 use rayon::prelude::*;
 
@@ -18,6 +19,8 @@ pub struct Linear {
     out_features: usize,
     /// `[weight [out, in], bias [out]]`, or just the weight.
     params: Vec<Param>,
+    /// Apply the ReLU that follows the layer to its output (fused).
+    relu_after: bool,
 }
 
 impl Linear {
@@ -29,7 +32,7 @@ impl Linear {
         if bias {
             params.push(Param::uniform(&[out_features], bound, rng));
         }
-        Linear { in_features, out_features, params }
+        Linear { in_features, out_features, params, relu_after: false }
     }
 
     /// Input features.
@@ -71,20 +74,29 @@ impl Layer for Linear {
         let (fan_in, fan_out) = (self.in_features, self.out_features);
         let dims = (n, fan_out, fan_in);
         let big = n * fan_in * fan_out >= PARALLEL_MIN_MACS;
+        let relu_after = self.relu_after;
+        let finish = |y: &mut [f32]| {
+            if relu_after {
+                relu_in_place(y);
+            }
+        };
         if n == 1 {
             // One image (inference latency): split the outputs instead.
             let w_rows = weight.par_chunks(fan_in).with_min_len(64);
             out.par_iter_mut().zip(w_rows).for_each(|(y, w_row)| *y += dot(x.data(), w_row));
+            finish(out);
             return;
         }
         if !big {
             gemm_nt_rows(x.data(), weight, dims, 0..n, out, true);
+            finish(out);
             return;
         }
         let per_task = n.div_ceil(2 * rayon::current_num_threads()).max(1);
         out.par_chunks_mut(per_task * fan_out).enumerate().for_each(|(t, rows)| {
             let first = t * per_task;
             gemm_nt_rows(x.data(), weight, dims, first..(first + per_task).min(n), rows, true);
+            finish(rows);
         });
     }
 
@@ -128,5 +140,10 @@ impl Layer for Linear {
 
     fn flops(&self, x_shape: &[usize]) -> u64 {
         2 * (x_shape[0] * self.in_features * self.out_features) as u64
+    }
+
+    fn fuse_relu_after(&mut self, on: bool) -> bool {
+        self.relu_after = on;
+        true
     }
 }

@@ -152,6 +152,27 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     fn flops(&self, _x_shape: &[usize]) -> u64 {
         0
     }
+
+    /// Whether this is a ReLU, which the layers around it may fuse.
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// With `on`, the layer applies a ReLU to its output as it writes it,
+    /// while the output is still in cache, so the ReLU layer after it need
+    /// not pass over the tensor again. Returns whether the layer can (if
+    /// not, nothing changes).
+    fn fuse_relu_after(&mut self, _on: bool) -> bool {
+        false
+    }
+
+    /// With `on`, the layer's `dx` is multiplied by the derivative of the
+    /// ReLU that produced its input (1 where `x > 0`, else 0) as it is
+    /// written, so that ReLU's own backward need not run. Returns whether
+    /// the layer can (if not, nothing changes).
+    fn fuse_relu_before(&mut self, _on: bool) -> bool {
+        false
+    }
 }
 
 /// PyTorch's default bound for weights and biases of Linear and Conv2d:

@@ -16,12 +16,14 @@ pub struct MaxPool2d {
     /// Flat `iy·w + ix` index of each output's maximum within its plane,
     /// cached by a training forward pass for backward.
     argmax: Vec<u32>,
+    /// Multiply dx by the derivative of the ReLU before the layer (fused).
+    relu_before: bool,
 }
 
 impl MaxPool2d {
     /// A pooling layer; PyTorch's default stride is the kernel size.
     pub fn new(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> MaxPool2d {
-        MaxPool2d { kernel, stride, padding, argmax: Vec::new() }
+        MaxPool2d { kernel, stride, padding, argmax: Vec::new(), relu_before: false }
     }
 
     fn window(&self, x_shape: &[usize]) -> Window {
@@ -73,16 +75,25 @@ impl Layer for MaxPool2d {
         xs.zip(ys).zip(argmax).for_each(|((x, y), a)| maxpool_plane(&g, x, y, Some(a)));
     }
 
-    fn backward(&mut self, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+    fn backward(&mut self, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
         let Some(dx) = dx else { return };
         let g = self.window(x.shape());
         let (plane_in, plane_out) = (g.h * g.w, g.oh() * g.ow());
         assert_eq!(self.argmax.len(), dy.numel(), "maxpool: backward follows a training forward");
         let dxs = dx.data_mut().par_chunks_mut(plane_in);
         let jobs = dxs.zip(dy.data().par_chunks(plane_out)).zip(self.argmax.par_chunks(plane_out));
-        jobs.for_each(|((dx, dy), argmax)| {
+        let relu_before = self.relu_before;
+        jobs.zip(y.data().par_chunks(plane_out)).for_each(|(((dx, dy), argmax), y)| {
             dx.fill(0.0);
-            maxpool_plane_backward(argmax, dy, dx);
+            // Through a ReLU before the pooling, a gradient reaches its
+            // input only where the maximum (the ReLU's output there) is > 0.
+            let mask = relu_before.then_some(y);
+            maxpool_plane_backward(argmax, dy, mask, dx);
         });
+    }
+
+    fn fuse_relu_before(&mut self, on: bool) -> bool {
+        self.relu_before = on;
+        true
     }
 }

@@ -25,6 +25,10 @@ pub struct Sequential {
     /// Shapes of `acts` for the last batch shape seen, so a step of the same
     /// shape computes (and allocates) none.
     shapes: Vec<Vec<usize>>,
+    /// Per layer: a ReLU whose forward the layer before it does.
+    relu_done_before: Vec<bool>,
+    /// Per layer: a ReLU whose backward the layer after it does.
+    relu_done_after: Vec<bool>,
 }
 
 impl Sequential {
@@ -33,7 +37,7 @@ impl Sequential {
     /// guarantees.
     pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer>>) -> Sequential {
         let count = layers.len();
-        Sequential {
+        let mut net = Sequential {
             layers,
             input_shape: input_shape.to_vec(),
             acts: vec![Tensor::default(); count + 1],
@@ -41,7 +45,36 @@ impl Sequential {
             ready_for_backward: false,
             profile: None,
             shapes: Vec::new(),
+            relu_done_before: vec![false; count],
+            relu_done_after: vec![false; count],
+        };
+        net.set_fusion(true);
+        net
+    }
+
+    /// Fuses each ReLU into its neighbours (on by default): the layer before
+    /// it applies it to its output while that is still in cache, and the
+    /// layer after it applies its derivative to `dx`, so the ReLU's own
+    /// passes over the whole tensor do not run. The numbers are the same
+    /// either way, bit for bit. With fusion on, [`Sequential::activation`]
+    /// of a layer before a fused ReLU and [`Sequential::activation_grad`] of
+    /// a fused ReLU are not kept.
+    pub fn set_fusion(&mut self, on: bool) {
+        let count = self.layers.len();
+        self.relu_done_before = vec![false; count];
+        self.relu_done_after = vec![false; count];
+        for j in 0..count {
+            if !self.layers[j].is_relu() {
+                continue;
+            }
+            if j > 0 {
+                self.relu_done_before[j] = self.layers[j - 1].fuse_relu_after(on) && on;
+            }
+            if j + 1 < count {
+                self.relu_done_after[j] = self.layers[j + 1].fuse_relu_before(on) && on;
+            }
         }
+        self.ready_for_backward = false;
     }
 
     /// Shape of one input sample.
@@ -105,6 +138,14 @@ impl Sequential {
         self.acts[0].copy_from(x);
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let started = self.profile.as_ref().map(|_| Instant::now());
+            if self.relu_done_before[i] {
+                // The layer before wrote this ReLU's output: take its buffer
+                // and give it this one for its next pass (sized now, so no
+                // later step allocates).
+                self.acts.swap(i, i + 1);
+                self.acts[i].resize(&self.shapes[i]);
+                continue;
+            }
             let (done, rest) = self.acts.split_at_mut(i + 1);
             let y = &mut rest[0];
             y.resize(&self.shapes[i + 1]);
@@ -122,7 +163,8 @@ impl Sequential {
         &self.acts[self.layers.len()]
     }
 
-    /// The output of layer `i` in the last forward pass.
+    /// The output of layer `i` in the last forward pass (see
+    /// [`Sequential::set_fusion`] for the layers it is not kept for).
     ///
     /// # Panics
     ///
@@ -160,14 +202,20 @@ impl Sequential {
         // Layers below the first with parameters have nothing to learn.
         let first = self.layers.iter().position(|l| !l.params().is_empty()).unwrap_or(last);
         for i in (first..last).rev() {
+            if self.relu_done_after[i] {
+                // The layer after this ReLU wrote its input's gradient.
+                continue;
+            }
             let started = self.profile.as_ref().map(|_| Instant::now());
             let (below, above) = self.grads.split_at_mut(i + 1);
             let dy = if i + 1 == last { dlogits } else { &above[0] };
+            // Through a fused ReLU below, dx is the ReLU's input gradient.
+            let at = if i > 0 && self.relu_done_after[i - 1] { i - 1 } else { i };
             let dx = if i == first {
                 None
             } else {
-                below[i].resize(self.acts[i].shape());
-                Some(&mut below[i])
+                below[at].resize(self.acts[i].shape());
+                Some(&mut below[at])
             };
             self.layers[i].backward(&self.acts[i], &self.acts[i + 1], dy, dx);
             if let (Some(profile), Some(started)) = (&mut self.profile, started) {
@@ -300,5 +348,39 @@ mod tests {
         // The gradients for the flatten and relu outputs were never computed.
         assert_eq!(net.activation_grad(0).numel(), 0);
         assert_eq!(net.activation_grad(1).numel(), 0);
+    }
+
+    #[test]
+    fn fused_relus_give_the_same_numbers_bit_for_bit() {
+        // ReLUs after a conv (direct and unfolded), before a conv, a pool
+        // and a linear layer, and after a linear layer.
+        let spec = "conv(4,3)-relu-conv(6,3,pad=1)-relu-maxpool(2)-conv(5,3,stride=2)-relu\
+                    -flatten-linear(8)-relu-linear(3)";
+        let run = |fused: bool| {
+            let model = ModelSpec::parse(spec).unwrap();
+            let mut net = model.build(&[2, 14, 14], 3, &mut Rng::new(3, 1)).unwrap();
+            net.set_fusion(fused);
+            let mut rng = Rng::new(4, 2);
+            let values: Vec<f32> = (0..5 * 2 * 14 * 14).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let x = Tensor::from_vec(&[5, 2, 14, 14], values).unwrap();
+            let mut outputs = Vec::new();
+            for _ in 0..2 {
+                let logits = net.forward(&x, Mode::Train).unwrap().clone();
+                let dlogits = Tensor::from_vec(logits.shape(), logits.data().to_vec()).unwrap();
+                net.zero_grad();
+                net.backward(&dlogits);
+                outputs.push(logits.data().to_vec());
+                outputs.extend(net.params().map(|p| p.grad.data().to_vec()));
+                for p in net.params_mut() {
+                    let step: Vec<f32> = p.grad.data().iter().map(|g| 0.1 * g).collect();
+                    p.value.data_mut().iter_mut().zip(step).for_each(|(v, s)| *v -= s);
+                }
+            }
+            outputs
+        };
+        let bits = |v: Vec<Vec<f32>>| -> Vec<Vec<u32>> {
+            v.into_iter().map(|t| t.into_iter().map(f32::to_bits).collect()).collect()
+        };
+        assert_eq!(bits(run(true)), bits(run(false)));
     }
 }
