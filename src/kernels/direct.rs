@@ -10,6 +10,10 @@
 //! the convolution of `dy`, padded by `k − 1 − p`, with the weights flipped
 //! and transposed.
 
+use std::ops::Range;
+
+use rayon::prelude::*;
+
 use super::packed::{PackedA, MR};
 use super::simd::{level, Level};
 use super::Window;
@@ -58,6 +62,14 @@ struct Layout {
 }
 
 impl Layout {
+    /// The layout for vectors of `lanes`: tiles of up to four AVX-512
+    /// vectors (24 of its 32 registers accumulate) or two AVX2 ones (16
+    /// registers).
+    fn new(lanes: usize, oh: usize, ow: usize, wp: usize) -> Layout {
+        let widest = if lanes >= 16 { MAX_VECTORS } else { 2 } * lanes;
+        Layout::choose(oh, ow, wp, widest, lanes)
+    }
+
     fn choose(oh: usize, ow: usize, wp: usize, widest: usize, lanes: usize) -> Layout {
         // Lanes spent per output row: whole vectors within a row, or the
         // padded row's width across rows.
@@ -176,66 +188,143 @@ pub fn conv_rows(
     y: &mut [f32],
     accumulate: bool,
 ) {
+    check_conv_rows(w, xp, base, pad, offsets, dims, y);
     let panels = 0..w.rows().div_ceil(MR);
-    conv_rows_panels(w, panels, xp, base, pad, offsets, dims, y, accumulate);
+    // SAFETY: checked above: y holds every output channel of the image.
+    unsafe {
+        conv_rows_at(
+            level(),
+            w,
+            panels,
+            0..usize::MAX,
+            xp,
+            base,
+            pad,
+            offsets,
+            dims,
+            y.as_mut_ptr(),
+            accumulate,
+        )
+    };
 }
 
-/// [`conv_rows`] for the output channels of `panels` only (each [`MR`]
-/// channels of `w`); `y` starts at the first of them. Lets threads split the
-/// channels of one image.
+/// [`conv_rows`] with the output positions of the image split over the
+/// rayon pool: each thread computes every output channel of its share of
+/// the tiles, so the shares are even whatever the channel count. For the
+/// latency of a single image.
 ///
 /// # Panics
 ///
 /// As [`conv_rows`].
 #[allow(clippy::too_many_arguments)]
-pub fn conv_rows_panels(
+pub fn conv_rows_split(
     w: &PackedA,
-    panels: std::ops::Range<usize>,
+    xp: &[f32],
+    base: usize,
+    pad: &Padded,
+    offsets: &[usize],
+    dims: (usize, usize),
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    check_conv_rows(w, xp, base, pad, offsets, dims, y);
+    let level = level();
+    let tiles = Layout::new(level.lanes(), dims.0, dims.1, pad.wp).tiles().count();
+    let parts = rayon::current_num_threads().min(tiles).max(1);
+    let per_part = tiles.div_ceil(parts);
+    let panels = 0..w.rows().div_ceil(MR);
+    let y = SharedOut(y.as_mut_ptr());
+    (0..parts).into_par_iter().for_each(|part| {
+        let tiles = part * per_part..((part + 1) * per_part).min(tiles);
+        // SAFETY: checked above; the parts' tiles are disjoint, so no two
+        // threads write the same output.
+        unsafe {
+            let y = y.get();
+            conv_rows_at(
+                level,
+                w,
+                panels.clone(),
+                tiles,
+                xp,
+                base,
+                pad,
+                offsets,
+                dims,
+                y,
+                accumulate,
+            )
+        };
+    });
+}
+
+/// The output of [`conv_rows_split`], shared by threads that write disjoint
+/// parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: each thread writes only the outputs of its own tiles.
+unsafe impl Send for SharedOut {}
+// SAFETY: as for Send; nothing reads through the pointer.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so closures capture the whole wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The checks of [`conv_rows`].
+fn check_conv_rows(
+    w: &PackedA,
     xp: &[f32],
     base: usize,
     pad: &Padded,
     offsets: &[usize],
     (oh, ow): (usize, usize),
-    y: &mut [f32],
-    accumulate: bool,
+    y: &[f32],
 ) {
-    let channels = (panels.end * MR).min(w.rows()).saturating_sub(panels.start * MR);
-    assert!(panels.end <= w.rows().div_ceil(MR), "conv_rows: panels beyond w");
     assert_eq!(w.depth(), offsets.len(), "conv_rows: one weight column per tap");
-    assert!(y.len() >= channels * oh * ow, "conv_rows: y too short");
+    assert!(y.len() >= w.rows() * oh * ow, "conv_rows: y too short");
     // The last tile of a row reads up to SLACK − 1 lanes past its last output.
     let reach = offsets.iter().max().map_or(0, |&o| o + (oh.max(1) - 1) * pad.wp + ow + SLACK - 1);
     assert!(xp.len() >= base + reach, "conv_rows: padded image too short");
-    let level = level();
-    assert!(level >= Level::Avx2, "conv_rows needs AVX2 and FMA");
-    conv_rows_at(level, w, panels, xp, base, pad, offsets, (oh, ow), y, accumulate);
+    assert!(level() >= Level::Avx2, "conv_rows needs AVX2 and FMA");
 }
 
-/// [`conv_rows_panels`] at a given level (tests run every level the CPU has),
-/// after the caller's checks.
+/// [`conv_rows`] for the output channels of `panels` and the tiles of
+/// `tiles` (in the order of the level's layout) at a given level (tests run
+/// every level the CPU has).
+///
+/// # Safety
+///
+/// The caller has made [`conv_rows`]'s checks; `y` is valid for the output
+/// channels of `panels` (it points at the first of them), and no other
+/// thread writes the outputs of these tiles.
 #[allow(clippy::too_many_arguments)]
-fn conv_rows_at(
+unsafe fn conv_rows_at(
     level: Level,
     w: &PackedA,
-    panels: std::ops::Range<usize>,
+    panels: Range<usize>,
+    tiles: Range<usize>,
     xp: &[f32],
     base: usize,
     pad: &Padded,
     offsets: &[usize],
     (oh, ow): (usize, usize),
-    y: &mut [f32],
+    y: *mut f32,
     accumulate: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the level is one the CPU has; every load reaches at most
-    // `base + reach` (asserted within xp) and every store stays within y.
-    unsafe {
+    {
         let (xp, wp) = (xp.as_ptr().add(base), pad.wp);
         match level {
             Level::Avx512 => {
-                wide::conv_rows_avx512(w, panels, xp, wp, offsets, oh, ow, y, accumulate)
+                wide::conv_rows_avx512(w, panels, tiles, xp, wp, offsets, oh, ow, y, accumulate)
             }
-            Level::Avx2 => wide::conv_rows_avx2(w, panels, xp, wp, offsets, oh, ow, y, accumulate),
+            Level::Avx2 => {
+                wide::conv_rows_avx2(w, panels, tiles, xp, wp, offsets, oh, ow, y, accumulate)
+            }
             Level::Portable => unreachable!("the direct kernels need AVX2"),
         }
     }
@@ -318,8 +407,10 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod wide {
+    use std::ops::Range;
+
     use super::super::simd::{put_tile, Avx2, Avx512, Simd};
-    use super::{Layout, PackedA, Run, MAX_RUNS, MAX_VECTORS, MR, TAPS_PER_BLOCK};
+    use super::{Layout, PackedA, Run, MAX_RUNS, MR, TAPS_PER_BLOCK};
 
     /// Expands to one entry point per vector width for a generic kernel:
     /// the kernel is inlined into a function compiled for that width.
@@ -341,13 +432,14 @@ mod wide {
 
     per_width!(conv_rows, conv_rows_avx2, conv_rows_avx512, (
         w: &PackedA,
-        panels: std::ops::Range<usize>,
+        panels: Range<usize>,
+        tiles: Range<usize>,
         xp: *const f32,
         wp: usize,
         offsets: &[usize],
         oh: usize,
         ow: usize,
-        y: &mut [f32],
+        y: *mut f32,
         accumulate: bool
     ));
 
@@ -369,22 +461,21 @@ mod wide {
     #[allow(clippy::too_many_arguments)]
     unsafe fn conv_rows<S: Simd>(
         w: &PackedA,
-        panels: std::ops::Range<usize>,
+        panels: Range<usize>,
+        tiles: Range<usize>,
         xp: *const f32,
         wp: usize,
         offsets: &[usize],
         oh: usize,
         ow: usize,
-        y: &mut [f32],
+        y: *mut f32,
         accumulate: bool,
     ) {
         let (m, k) = (w.rows(), w.depth());
         let p = oh * ow;
-        // Four vectors a row fill 24 of AVX-512's 32 registers; AVX2 has 16.
-        let widest = if S::LANES >= 16 { MAX_VECTORS } else { 2 } * S::LANES;
-        let layout = Layout::choose(oh, ow, wp, widest, S::LANES);
+        let layout = Layout::new(S::LANES, oh, ow, wp);
         let mut runs = [Run::default(); MAX_RUNS];
-        for (q0, width) in layout.tiles() {
+        for (q0, width) in layout.tiles().skip(tiles.start).take(tiles.len()) {
             let count = layout.runs(q0, width, &mut runs);
             let runs = &runs[..count];
             let src = xp.add(q0);
@@ -398,7 +489,7 @@ mod wide {
                 let mut panel = panels.start;
                 while panel < panels.end {
                     let a = w.panel(panel).as_ptr().add(k0 * MR);
-                    let c = y.as_mut_ptr().add((panel - panels.start) * MR * p);
+                    let c = y.add((panel - panels.start) * MR * p);
                     let rows = m - panel * MR;
                     let pair = panel + 1 < panels.end;
                     let out = Out { c, ldc: p, rows, runs, accumulate: add };
@@ -619,6 +710,26 @@ mod tests {
     }
 
     #[test]
+    fn split_over_threads_matches_one_thread() {
+        let g = Window { c: 3, h: 14, w: 14, kh: 5, kw: 5, sh: 1, sw: 1, ph: 2, pw: 2 };
+        let m = 16;
+        let x: Vec<f32> = (0..3 * 14 * 14).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let weight: Vec<f32> = (0..m * g.col_rows()).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let pad = Padded::new(&g);
+        let mut xp = vec![0.0; pad.len(g.c)];
+        pad_image(&g, &pad, &x, &mut xp);
+        let mut packed = PackedA::default();
+        packed.pack(&weight, m, g.col_rows(), false);
+        let dims = (g.oh(), g.ow());
+        let mut want = vec![1.0; m * 14 * 14];
+        conv_rows(&packed, &xp, 0, &pad, &pad.offsets, dims, &mut want, true);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let mut got = vec![1.0; m * 14 * 14];
+        pool.install(|| conv_rows_split(&packed, &xp, 0, &pad, &pad.offsets, dims, &mut got, true));
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn wide_tiles_split_into_runs_of_one_output_row() {
         // Outputs 3 wide in rows 5 apart: a 16-position tile from q = 4.
         let layout = Layout { oh: 4, ow: 3, wp: 5, tile: 16, wide: true };
@@ -671,19 +782,15 @@ mod tests {
             let dims = (g.oh(), g.ow());
             for level in direct_levels() {
                 let mut y = vec![f32::NAN; m * pp];
-                let offsets = &pad.offsets;
-                conv_rows_at(
-                    level,
-                    &packed,
-                    panels.clone(),
-                    &xp,
-                    0,
-                    &pad,
-                    offsets,
-                    dims,
-                    &mut y,
-                    false,
-                );
+                let (offsets, all, out) = (&pad.offsets, 0..usize::MAX, y.as_mut_ptr());
+                // SAFETY: y holds every channel, and the checks of conv_rows
+                // hold for these shapes.
+                unsafe {
+                    let panels = panels.clone();
+                    conv_rows_at(
+                        level, &packed, panels, all, &xp, 0, &pad, offsets, dims, out, false,
+                    )
+                };
                 assert_eq!(y, want, "{level:?} {g:?}");
             }
         }

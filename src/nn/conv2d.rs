@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use super::activation::{relu_in_place, relu_mask_in_place};
 use super::{default_init_bound, Layer, Mode, Param};
 use crate::kernels::{
-    col2im, conv_rows, conv_rows_panels, conv_weight_grad, direct_conv_available, gemm_packed,
-    im2col, im2row, pad_image, sum, transpose, PackedA, Padded, Window, MR, SLACK,
+    col2im, conv_rows, conv_rows_split, conv_weight_grad, direct_conv_available, gemm_packed,
+    im2col, im2row, pad_image, sum, transpose, PackedA, Padded, Window, SLACK,
 };
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -465,8 +465,8 @@ fn conv_image(
     }
 }
 
-/// Forward for one image by the direct kernel, its output channels split
-/// over the thread pool in runs of whole panels.
+/// Forward for one image by the direct kernel, its output positions split
+/// over the thread pool.
 fn conv_image_split(
     plan: &Plan,
     packed: &[PackedA],
@@ -485,15 +485,10 @@ fn conv_image_split(
 
     let (padded, taps) = (&chunk.padded, &pad.offsets[..k]);
     let group_len = (g.c / packed.len()) * pad.hp * pad.wp;
-    let panels = m.div_ceil(MR);
-    let per_task = panels.div_ceil(rayon::current_num_threads()).max(1);
     for (gi, w_g) in packed.iter().enumerate() {
         let y_g = &mut y[gi * m * p..(gi + 1) * m * p];
-        y_g.par_chunks_mut(per_task * MR * p).enumerate().for_each(|(t, y_part)| {
-            let range = t * per_task..((t + 1) * per_task).min(panels);
-            let dims = (g.oh(), g.ow());
-            conv_rows_panels(w_g, range, padded, gi * group_len, pad, taps, dims, y_part, true);
-        });
+        let dims = (g.oh(), g.ow());
+        conv_rows_split(w_g, padded, gi * group_len, pad, taps, dims, y_g, true);
     }
 }
 

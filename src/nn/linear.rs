@@ -81,10 +81,17 @@ impl Layer for Linear {
             }
         };
         if n == 1 {
-            // One image (inference latency): split the outputs instead.
-            let w_rows = weight.par_chunks(fan_in).with_min_len(64);
-            out.par_iter_mut().zip(w_rows).for_each(|(y, w_row)| *y += dot(x.data(), w_row));
-            finish(out);
+            // One image (inference latency): split the outputs instead, one
+            // run per thread, so that each thread reads the same rows of the
+            // weight on every call and finds them in its own cache.
+            let per_task = fan_out.div_ceil(rayon::current_num_threads()).max(64);
+            let w_rows = weight.par_chunks(per_task * fan_in);
+            out.par_chunks_mut(per_task).zip(w_rows).for_each(|(ys, w)| {
+                for (y, w_row) in ys.iter_mut().zip(w.chunks(fan_in)) {
+                    *y += dot(x.data(), w_row);
+                }
+                finish(ys);
+            });
             return;
         }
         if !big {
