@@ -25,6 +25,6 @@ pub use im2col::{col2im, im2col, im2row, out_size, Window};
 pub use nt::gemm_nt_rows;
 pub use packed::{gemm_packed, PackedA};
 pub use peak::fma_peak;
-pub use pool::{maxpool_plane, maxpool_plane_backward};
+pub use pool::{maxpool_2x2_backward, maxpool_plane, maxpool_plane_backward};
 pub use simd::{level, widest, Level};
 pub use transpose::transpose;

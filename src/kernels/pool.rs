@@ -256,10 +256,126 @@ mod avx512 {
         }
     }
 
+    /// Writes the gradient of every input the windows cover: each output's
+    /// `dy` (masked by `relu_mask > 0`) at its argmax, 0 at the other three
+    /// inputs of its window; sixteen windows at a time.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512 F and VL must be present, `ow > 0`; `argmax`, `dy` and the
+    /// mask hold `oh·ow` values, `dx` `2·oh` rows of `w ≥ 2·ow`.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) unsafe fn unpool_2x2(
+        argmax: &[u32],
+        dy: &[f32],
+        relu_mask: Option<&[f32]>,
+        w: usize,
+        (oh, ow): (usize, usize),
+        dx: &mut [f32],
+    ) {
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let two = _mm512_slli_epi32::<1>(lanes);
+        // Lane l of the first half of a row pair is window l/2's left (l even)
+        // or right input; the second half continues from window 8.
+        let first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+        let zero = _mm512_setzero_ps();
+        for oy in 0..oh {
+            for ox in (0..ow).step_by(16) {
+                let n = (ow - ox).min(16);
+                let live = mask_first(n);
+                let o = oy * ow + ox;
+                let mut grad = _mm512_maskz_loadu_ps(live, dy.as_ptr().add(o));
+                if let Some(y) = relu_mask {
+                    let y = _mm512_maskz_loadu_ps(live, y.as_ptr().add(o));
+                    grad = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, zero), grad);
+                }
+                let at = _mm512_maskz_loadu_epi32(live, argmax.as_ptr().add(o).cast());
+                let top = _mm512_add_epi32(_mm512_set1_epi32((2 * oy * w + 2 * ox) as i32), two);
+                let is = |offset: usize| {
+                    let place = _mm512_add_epi32(top, _mm512_set1_epi32(offset as i32));
+                    _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, place), grad)
+                };
+                let (left, right) = (is(0), is(1));
+                let (below_left, below_right) = (is(w), is(w + 1));
+                let (lo, hi) = (mask_first(2 * n), mask_first((2 * n).saturating_sub(16)));
+                let rows = [(2 * oy, left, right), (2 * oy + 1, below_left, below_right)];
+                for (iy, even, odd) in rows {
+                    let out = dx.as_mut_ptr().add(iy * w + 2 * ox);
+                    _mm512_mask_storeu_ps(out, lo, _mm512_permutex2var_ps(even, first, odd));
+                    let rest = _mm512_permutex2var_ps(even, second, odd);
+                    _mm512_mask_storeu_ps(out.add(16), hi, rest);
+                }
+            }
+        }
+    }
+
     /// The first `n` of sixteen lanes.
     #[inline(always)]
     fn mask_first(n: usize) -> __mmask16 {
         ((1u32 << n.min(16)) - 1) as __mmask16
+    }
+}
+
+/// Backward of [`maxpool_plane`] for 2×2 windows with stride 2 and no padding,
+/// where every input lies in at most one window: writes every value of `dx`
+/// (`dy` at each window's argmax, 0 elsewhere), so `dx` need not be cleared
+/// first. With `relu_mask`, as [`maxpool_plane_backward`].
+///
+/// # Panics
+///
+/// When the window is not 2×2 with stride 2 and no padding, or a slice is
+/// shorter than the geometry requires.
+pub fn maxpool_2x2_backward(
+    g: &Window,
+    argmax: &[u32],
+    dy: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    maxpool_2x2_backward_at(level(), g, argmax, dy, relu_mask, dx);
+}
+
+/// [`maxpool_2x2_backward`] at a given level.
+fn maxpool_2x2_backward_at(
+    level: Level,
+    g: &Window,
+    argmax: &[u32],
+    dy: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    assert_eq!((g.kh, g.kw, g.sh, g.sw, g.ph, g.pw), (2, 2, 2, 2, 0, 0), "a 2×2 pooling");
+    let (oh, ow, w) = (g.oh(), g.ow(), g.w);
+    assert!(argmax.len() >= oh * ow && dy.len() >= oh * ow, "maxpool: outputs too short");
+    assert!(relu_mask.is_none_or(|y| y.len() >= oh * ow), "maxpool: mask too short");
+    assert!(dx.len() >= g.h * w, "maxpool: dx too short");
+
+    // Inputs in no window: a last odd row, a last odd column.
+    dx[2 * oh * w..g.h * w].fill(0.0);
+    if w > 2 * ow {
+        for iy in 0..2 * oh {
+            dx[iy * w + 2 * ow..(iy + 1) * w].fill(0.0);
+        }
+    }
+
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 && ow > 0 {
+        // SAFETY: AVX-512 is present; the asserts bound every read and the
+        // kernel writes only the 2·oh rows of 2·ow inputs the windows cover.
+        unsafe { avx512::unpool_2x2(argmax, dy, relu_mask, w, (oh, ow), dx) };
+        done = oh;
+    }
+    for oy in done..oh {
+        for ox in 0..ow {
+            let o = oy * ow + ox;
+            let grad = if relu_mask.is_none_or(|y| y[o] > 0.0) { dy[o] } else { 0.0 };
+            let top = 2 * oy * w + 2 * ox;
+            for at in [top, top + 1, top + w, top + w + 1] {
+                dx[at] = if argmax[o] as usize == at { grad } else { 0.0 };
+            }
+        }
     }
 }
 
@@ -357,6 +473,27 @@ mod tests {
                 let mut no_index = vec![0.0; n];
                 maxpool_2x2_at(level, &g, &x, &mut no_index, None);
                 assert_eq!(bits(&no_index), bits(&slow), "{level:?} {h}x{w} without argmax");
+            }
+        }
+    }
+
+    #[test]
+    fn direct_2x2_backward_matches_the_scatter_at_every_level() {
+        for (h, w) in [(4, 16), (6, 17), (3, 35), (24, 24), (28, 28), (5, 70), (2, 2)] {
+            let g = Window { c: 1, h, w, kh: 2, kw: 2, sh: 2, sw: 2, ph: 0, pw: 0 };
+            let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 11) as f32 - 5.0).collect();
+            let n = g.oh() * g.ow();
+            let (mut y, mut argmax) = (vec![0.0; n], vec![0; n]);
+            maxpool_general(&g, &x, &mut y, Some(&mut argmax));
+            let dy: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+            for mask in [None, Some(&y[..])] {
+                let mut want = vec![0.0; h * w];
+                maxpool_plane_backward(&argmax, &dy, mask, &mut want);
+                for level in levels() {
+                    let mut got = vec![f32::NAN; h * w];
+                    maxpool_2x2_backward_at(level, &g, &argmax, &dy, mask, &mut got);
+                    assert_eq!(got, want, "{level:?} {h}x{w} masked: {}", mask.is_some());
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::{Layer, Mode};
-use crate::kernels::{maxpool_plane, maxpool_plane_backward, Window};
+use crate::kernels::{maxpool_2x2_backward, maxpool_plane, maxpool_plane_backward, Window};
 use crate::tensor::Tensor;
 
 /// 2-D max-pooling with PyTorch's rules (first maximum wins, padding never
@@ -83,12 +83,17 @@ impl Layer for MaxPool2d {
         let dxs = dx.data_mut().par_chunks_mut(plane_in);
         let jobs = dxs.zip(dy.data().par_chunks(plane_out)).zip(self.argmax.par_chunks(plane_out));
         let relu_before = self.relu_before;
+        let disjoint = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (2, 2, 2, 2, 0, 0);
         jobs.zip(y.data().par_chunks(plane_out)).for_each(|(((dx, dy), argmax), y)| {
-            dx.fill(0.0);
             // Through a ReLU before the pooling, a gradient reaches its
             // input only where the maximum (the ReLU's output there) is > 0.
             let mask = relu_before.then_some(y);
-            maxpool_plane_backward(argmax, dy, mask, dx);
+            if disjoint {
+                maxpool_2x2_backward(&g, argmax, dy, mask, dx);
+            } else {
+                dx.fill(0.0);
+                maxpool_plane_backward(argmax, dy, mask, dx);
+            }
         });
     }
 
