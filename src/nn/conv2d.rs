@@ -89,6 +89,11 @@ pub struct Conv2d {
     packed_dx: Vec<PackedA>,
     /// Scratch for the flipped weight of one group.
     flipped: Vec<f32>,
+    /// Whether `packed` and `packed_dx` hold the current weight: packing is
+    /// redone only after the weight may have changed (`params_mut`) or the
+    /// plan did, so inference packs once.
+    packed_fresh: bool,
+    packed_dx_fresh: bool,
     plan: Option<Plan>,
     /// Use the unfolding algorithm even where the direct one applies.
     unfold_only: bool,
@@ -117,6 +122,8 @@ impl Conv2d {
             packed: Vec::new(),
             packed_dx: Vec::new(),
             flipped: Vec::new(),
+            packed_fresh: false,
+            packed_dx_fresh: false,
             plan: None,
             unfold_only: false,
             relu_after: false,
@@ -157,6 +164,7 @@ impl Conv2d {
         let g = self.window(x_shape);
         if self.plan.as_ref().is_none_or(|plan| plan.g != g) {
             self.plan = Some(self.make_plan(g));
+            (self.packed_fresh, self.packed_dx_fresh) = (false, false);
         }
         self.prepare_chunks(x_shape[0])
     }
@@ -304,7 +312,10 @@ impl Layer for Conv2d {
 
     fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         let per_chunk = self.prepare(x.shape());
-        self.pack_forward();
+        if !self.packed_fresh {
+            self.pack_forward();
+            self.packed_fresh = true;
+        }
         let (x_len, y_len) = (x.row_width(), y.row_width());
         let Conv2d { plan, chunks, packed, params, .. } = self;
         let plan = plan.as_ref().expect("prepared above");
@@ -339,8 +350,9 @@ impl Layer for Conv2d {
         let per_chunk = self.prepare(x.shape());
         let parts = x.dim(0).div_ceil(per_chunk);
         let (x_len, y_len) = (x.row_width(), dy.row_width());
-        if dx.is_some() {
+        if dx.is_some() && !self.packed_dx_fresh {
             self.pack_backward();
+            self.packed_dx_fresh = true;
         }
         let Conv2d { plan, chunks, packed_dx, relu_before, .. } = self;
         let (plan, relu_before) = (plan.as_ref().expect("prepared above"), *relu_before);
@@ -399,6 +411,8 @@ impl Layer for Conv2d {
     }
 
     fn params_mut(&mut self) -> &mut [Param] {
+        // The caller may change the weight.
+        (self.packed_fresh, self.packed_dx_fresh) = (false, false);
         &mut self.params
     }
 
@@ -578,5 +592,36 @@ fn weight_grad_unfolded(plan: &Plan, x: &[f32], dy: &[f32], chunk: &mut Chunk) {
         chunk.packed_dy.pack(&dy[gi * m * p..(gi + 1) * m * p], m, p, false);
         let dw_g = &mut chunk.dweight[gi * m * k..(gi + 1) * m * k];
         gemm_packed(&chunk.packed_dy, &rows[gi * k..], groups * k, k, dw_g, k, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_weight_is_packed_again() {
+        let config = Conv2dConfig {
+            in_channels: 2,
+            out_channels: 7,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 1,
+            bias: true,
+        };
+        let mut layer = Conv2d::new(config, &mut Rng::new(0, 1));
+        let x = Tensor::from_vec(&[1, 2, 5, 5], (0..50).map(|i| i as f32 * 0.1).collect()).unwrap();
+        let mut y = Tensor::zeros(&layer.output_shape(x.shape()));
+        layer.forward(&x, &mut y, Mode::Eval);
+        let before = y.data().to_vec();
+
+        // Through params_mut only, as an optimiser or a model file does.
+        layer.params_mut()[0].value.data_mut().fill(0.0);
+        layer.forward(&x, &mut y, Mode::Eval);
+        let bias = layer.params()[1].value.data().to_vec();
+        let want: Vec<f32> = bias.iter().flat_map(|&b| [b; 25]).collect();
+        assert_ne!(before, want);
+        assert_eq!(y.data(), &want[..]);
     }
 }
