@@ -27,6 +27,18 @@ pub const SLACK: usize = 64;
 /// (12 KiB) of the image, which stay in L1 while every panel of weights runs.
 const TAPS_PER_BLOCK: usize = 1024;
 
+/// How [`conv_rows`] puts its sums into `y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// `y = sums`.
+    Write,
+    /// `y += sums`, onto a bias already there.
+    Add,
+    /// `y = relu(y + sums)`: onto the bias, then the ReLU that follows the
+    /// layer, applied as the sums are stored, so no pass over `y` is left.
+    AddRelu,
+}
+
 /// Vectors per row of a convolution tile, at most.
 const MAX_VECTORS: usize = 4;
 
@@ -186,7 +198,7 @@ pub fn conv_rows(
     offsets: &[usize],
     dims: (usize, usize),
     y: &mut [f32],
-    accumulate: bool,
+    store: Store,
 ) {
     check_conv_rows(w, xp, base, pad, offsets, dims, y);
     let panels = 0..w.rows().div_ceil(MR);
@@ -203,7 +215,7 @@ pub fn conv_rows(
             offsets,
             dims,
             y.as_mut_ptr(),
-            accumulate,
+            store,
         )
     };
 }
@@ -225,7 +237,7 @@ pub fn conv_rows_split(
     offsets: &[usize],
     dims: (usize, usize),
     y: &mut [f32],
-    accumulate: bool,
+    store: Store,
 ) {
     check_conv_rows(w, xp, base, pad, offsets, dims, y);
     let level = level();
@@ -240,19 +252,7 @@ pub fn conv_rows_split(
         // threads write the same output.
         unsafe {
             let y = y.get();
-            conv_rows_at(
-                level,
-                w,
-                panels.clone(),
-                tiles,
-                xp,
-                base,
-                pad,
-                offsets,
-                dims,
-                y,
-                accumulate,
-            )
+            conv_rows_at(level, w, panels.clone(), tiles, xp, base, pad, offsets, dims, y, store)
         };
     });
 }
@@ -313,17 +313,17 @@ unsafe fn conv_rows_at(
     offsets: &[usize],
     (oh, ow): (usize, usize),
     y: *mut f32,
-    accumulate: bool,
+    store: Store,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         let (xp, wp) = (xp.as_ptr().add(base), pad.wp);
         match level {
             Level::Avx512 => {
-                wide::conv_rows_avx512(w, panels, tiles, xp, wp, offsets, oh, ow, y, accumulate)
+                wide::conv_rows_avx512(w, panels, tiles, xp, wp, offsets, oh, ow, y, store)
             }
             Level::Avx2 => {
-                wide::conv_rows_avx2(w, panels, tiles, xp, wp, offsets, oh, ow, y, accumulate)
+                wide::conv_rows_avx2(w, panels, tiles, xp, wp, offsets, oh, ow, y, store)
             }
             Level::Portable => unreachable!("the direct kernels need AVX2"),
         }
@@ -410,7 +410,7 @@ mod wide {
     use std::ops::Range;
 
     use super::super::simd::{put_tile, Avx2, Avx512, Simd};
-    use super::{Layout, PackedA, Run, MAX_RUNS, MR, TAPS_PER_BLOCK};
+    use super::{Layout, PackedA, Run, Store, MAX_RUNS, MR, TAPS_PER_BLOCK};
 
     /// Expands to one entry point per vector width for a generic kernel:
     /// the kernel is inlined into a function compiled for that width.
@@ -440,7 +440,7 @@ mod wide {
         oh: usize,
         ow: usize,
         y: *mut f32,
-        accumulate: bool
+        store: Store
     ));
 
     per_width!(conv_weight_grad, conv_weight_grad_avx2, conv_weight_grad_avx512, (
@@ -469,7 +469,7 @@ mod wide {
         oh: usize,
         ow: usize,
         y: *mut f32,
-        accumulate: bool,
+        store: Store,
     ) {
         let (m, k) = (w.rows(), w.depth());
         let p = oh * ow;
@@ -485,14 +485,16 @@ mod wide {
             // channels.
             for k0 in (0..k).step_by(TAPS_PER_BLOCK) {
                 let taps = &offsets[k0..(k0 + TAPS_PER_BLOCK).min(k)];
-                let add = accumulate || k0 > 0;
+                // Earlier blocks' sums are in y; the ReLU waits for the last.
+                let accumulate = store != Store::Write || k0 > 0;
+                let relu = store == Store::AddRelu && k0 + TAPS_PER_BLOCK >= k;
                 let mut panel = panels.start;
                 while panel < panels.end {
                     let a = w.panel(panel).as_ptr().add(k0 * MR);
                     let c = y.add((panel - panels.start) * MR * p);
                     let rows = m - panel * MR;
                     let pair = panel + 1 < panels.end;
-                    let out = Out { c, ldc: p, rows, runs, accumulate: add };
+                    let out = Out { c, ldc: p, rows, runs, accumulate, relu };
                     // Enough accumulators to cover the FMA latency: two
                     // panels when the tile is one or two vectors wide.
                     panel += match (width.div_ceil(S::LANES), pair) {
@@ -517,6 +519,7 @@ mod wide {
         rows: usize,
         runs: &'a [Run],
         accumulate: bool,
+        relu: bool,
     }
 
     /// A tile of `P` panels (`P·MR` output channels) by `V` vectors of
@@ -564,13 +567,8 @@ mod wide {
                         // Lane l of vector v lands at c + dst + lo + l; lanes
                         // outside the run are masked and never touched.
                         let at = c.wrapping_offset(run.dst + lo as isize);
-                        S::put_range(
-                            at,
-                            value,
-                            run.lo.max(lo) - lo,
-                            run.hi.min(hi) - lo,
-                            out.accumulate,
-                        );
+                        let (from, to) = (run.lo.max(lo) - lo, run.hi.min(hi) - lo);
+                        S::put_range(at, value, (from, to), out.accumulate, out.relu);
                     }
                 }
             }
@@ -710,6 +708,31 @@ mod tests {
     }
 
     #[test]
+    fn the_fused_relu_is_the_scalar_relu_nans_included() {
+        let g = Window { c: 2, h: 9, w: 11, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 };
+        let m = 7;
+        let mut x: Vec<f32> = (0..2 * 9 * 11).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        x[40] = f32::NAN;
+        let weight: Vec<f32> = (0..m * g.col_rows()).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let pad = Padded::new(&g);
+        let mut xp = vec![0.0; pad.len(g.c)];
+        pad_image(&g, &pad, &x, &mut xp);
+        let mut packed = PackedA::default();
+        packed.pack(&weight, m, g.col_rows(), false);
+        let (dims, offsets) = ((g.oh(), g.ow()), &pad.offsets);
+        let bias: Vec<f32> = (0..m * 99).map(|i| (i / 99) as f32 - 3.0).collect();
+
+        let mut want = bias.clone();
+        conv_rows(&packed, &xp, 0, &pad, offsets, dims, &mut want, Store::Add);
+        want.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+        let mut got = bias.clone();
+        conv_rows(&packed, &xp, 0, &pad, offsets, dims, &mut got, Store::AddRelu);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert!(want.iter().any(|v| v.is_nan()) && want.contains(&0.0));
+        assert_eq!(bits(&got), bits(&want));
+    }
+
+    #[test]
     fn split_over_threads_matches_one_thread() {
         let g = Window { c: 3, h: 14, w: 14, kh: 5, kw: 5, sh: 1, sw: 1, ph: 2, pw: 2 };
         let m = 16;
@@ -722,10 +745,13 @@ mod tests {
         packed.pack(&weight, m, g.col_rows(), false);
         let dims = (g.oh(), g.ow());
         let mut want = vec![1.0; m * 14 * 14];
-        conv_rows(&packed, &xp, 0, &pad, &pad.offsets, dims, &mut want, true);
+        conv_rows(&packed, &xp, 0, &pad, &pad.offsets, dims, &mut want, Store::AddRelu);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         let mut got = vec![1.0; m * 14 * 14];
-        pool.install(|| conv_rows_split(&packed, &xp, 0, &pad, &pad.offsets, dims, &mut got, true));
+        let offsets = &pad.offsets;
+        pool.install(|| {
+            conv_rows_split(&packed, &xp, 0, &pad, offsets, dims, &mut got, Store::AddRelu)
+        });
         assert_eq!(got, want);
     }
 
@@ -788,7 +814,17 @@ mod tests {
                 unsafe {
                     let panels = panels.clone();
                     conv_rows_at(
-                        level, &packed, panels, all, &xp, 0, &pad, offsets, dims, out, false,
+                        level,
+                        &packed,
+                        panels,
+                        all,
+                        &xp,
+                        0,
+                        &pad,
+                        offsets,
+                        dims,
+                        out,
+                        Store::Write,
                     )
                 };
                 assert_eq!(y, want, "{level:?} {g:?}");

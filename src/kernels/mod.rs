@@ -13,7 +13,7 @@ mod simd;
 mod transpose;
 
 pub use self::gemm::Gemm;
-pub use direct::{conv_rows, conv_rows_split, conv_weight_grad, pad_image, Padded, SLACK};
+pub use direct::{conv_rows, conv_rows_split, conv_weight_grad, pad_image, Padded, Store, SLACK};
 pub use dot::{dot, sum};
 pub use packed::MR;
 

@@ -146,6 +146,9 @@ pub(super) trait Simd {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
+    /// `max(v, 0)` lane by lane, with a NaN kept and -0 left as it is, as
+    /// the scalar ReLU does.
+    unsafe fn relu(v: Self::V) -> Self::V;
 
     /// The first `n` lanes (`n <= LANES`).
     #[inline(always)]
@@ -156,20 +159,34 @@ pub(super) trait Simd {
     /// Writes `v` (or adds it to what is there) to the first `n` lanes at `p`.
     #[inline(always)]
     unsafe fn put(p: *mut f32, v: Self::V, n: usize, accumulate: bool) {
-        Self::put_range(p, v, 0, n, accumulate)
+        Self::put_range(p, v, (0, n), accumulate, false)
     }
 
-    /// Writes `v` (or adds it to what is there) to lanes `lo..hi` at `p`, so
-    /// lane `l` lands at `p + l`; the other lanes' addresses are never
-    /// touched. A full vector takes the plain store, which is faster.
+    /// Writes `v` (or adds it to what is there, then applies a ReLU when
+    /// `relu`) to lanes `lo..hi` at `p`, so lane `l` lands at `p + l`; the
+    /// other lanes' addresses are never touched. A full vector takes the
+    /// plain store, which is faster.
     #[inline(always)]
-    unsafe fn put_range(p: *mut f32, v: Self::V, lo: usize, hi: usize, accumulate: bool) {
-        if lo == 0 && hi >= Self::LANES {
-            let v = if accumulate { Self::add(v, Self::load(p)) } else { v };
+    unsafe fn put_range(
+        p: *mut f32,
+        v: Self::V,
+        (lo, hi): (usize, usize),
+        accumulate: bool,
+        relu: bool,
+    ) {
+        let full = lo == 0 && hi >= Self::LANES;
+        let m = Self::mask_range(lo, hi.min(Self::LANES));
+        let mut v = match (accumulate, full) {
+            (false, _) => v,
+            (true, true) => Self::add(v, Self::load(p)),
+            (true, false) => Self::add(v, Self::load_masked(p, m)),
+        };
+        if relu {
+            v = Self::relu(v);
+        }
+        if full {
             Self::store(p, v);
         } else {
-            let m = Self::mask_range(lo, hi);
-            let v = if accumulate { Self::add(v, Self::load_masked(p, m)) } else { v };
             Self::store_masked(p, m, v);
         }
     }
@@ -263,6 +280,12 @@ mod x86 {
             _mm256_add_ps(a, b)
         }
         #[inline(always)]
+        unsafe fn relu(v: __m256) -> __m256 {
+            // maxps returns its second operand when either is NaN or both
+            // are zeros, so a NaN and a -0 pass through.
+            _mm256_max_ps(_mm256_setzero_ps(), v)
+        }
+        #[inline(always)]
         unsafe fn sum(v: __m256) -> f32 {
             let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
@@ -315,6 +338,11 @@ mod x86 {
         #[inline(always)]
         unsafe fn add(a: __m512, b: __m512) -> __m512 {
             _mm512_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn relu(v: __m512) -> __m512 {
+            // As for AVX2: the second operand wins on NaN and equal zeros.
+            _mm512_max_ps(_mm512_setzero_ps(), v)
         }
         #[inline(always)]
         unsafe fn sum(v: __m512) -> f32 {

@@ -16,7 +16,7 @@ use super::activation::{relu_in_place, relu_mask_in_place};
 use super::{default_init_bound, Layer, Mode, Param};
 use crate::kernels::{
     col2im, conv_rows, conv_rows_split, conv_weight_grad, direct_conv_available, gemm_packed,
-    im2col, im2row, pad_image, sum, transpose, PackedA, Padded, Window, SLACK,
+    im2col, im2row, pad_image, sum, transpose, PackedA, Padded, Store, Window, SLACK,
 };
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -325,23 +325,17 @@ impl Layer for Conv2d {
 
         // One image (inference latency): split its output channels instead.
         if x.dim(0) == 1 && plan.forward.is_some() && rayon::current_num_threads() > 1 {
-            conv_image_split(plan, packed, bias, x.data(), y.data_mut(), &mut chunks[0]);
-            if relu_after {
-                relu_in_place(y.data_mut());
-            }
+            let (x, y) = (x.data(), y.data_mut());
+            conv_image_split(plan, packed, bias, x, y, &mut chunks[0], relu_after);
             return;
         }
 
-        // Each chunk of images, one image at a time, each still in cache
-        // when the fused ReLU passes over it.
+        // Each chunk of images, one image at a time.
         let xs = x.data().par_chunks(per_chunk * x_len);
         let ys = y.data_mut().par_chunks_mut(per_chunk * y_len);
         xs.zip(ys).zip(chunks).for_each(|((xs, ys), chunk)| {
             for (x, y) in xs.chunks(x_len).zip(ys.chunks_mut(y_len)) {
-                conv_image(plan, packed, bias, x, y, chunk);
-                if relu_after {
-                    relu_in_place(y);
-                }
+                conv_image(plan, packed, bias, x, y, chunk, relu_after);
             }
         });
     }
@@ -437,7 +431,8 @@ impl Layer for Conv2d {
     }
 }
 
-/// Forward for one image: `y [out, p]` from `x [c, h, w]`.
+/// Forward for one image: `y [out, p]` from `x [c, h, w]`, then the ReLU
+/// after the layer when it is fused (`relu`).
 fn conv_image(
     plan: &Plan,
     packed: &[PackedA],
@@ -445,6 +440,7 @@ fn conv_image(
     x: &[f32],
     y: &mut [f32],
     chunk: &mut Chunk,
+    relu: bool,
 ) {
     let (g, GroupDims { m, k, p, .. }) = (&plan.g, plan.dims);
 
@@ -461,7 +457,8 @@ fn conv_image(
         for (gi, w_g) in packed.iter().enumerate() {
             let y_g = &mut y[gi * m * p..(gi + 1) * m * p];
             let taps = &pad.offsets[..k];
-            conv_rows(w_g, &chunk.padded, gi * group_len, pad, taps, (g.oh(), g.ow()), y_g, true);
+            let dims = (g.oh(), g.ow());
+            conv_rows(w_g, &chunk.padded, gi * group_len, pad, taps, dims, y_g, add(relu));
         }
         return;
     }
@@ -477,6 +474,20 @@ fn conv_image(
         let cols_g = &cols[gi * k * p..(gi + 1) * k * p];
         gemm_packed(w_g, cols_g, p, p, &mut y[gi * m * p..(gi + 1) * m * p], p, true);
     }
+    if relu {
+        // Still in cache: the image's output was just written.
+        relu_in_place(y);
+    }
+}
+
+/// How the direct kernel stores a forward pass: onto the bias, and through
+/// the fused ReLU when there is one.
+fn add(relu: bool) -> Store {
+    if relu {
+        Store::AddRelu
+    } else {
+        Store::Add
+    }
 }
 
 /// Forward for one image by the direct kernel, its output positions split
@@ -488,6 +499,7 @@ fn conv_image_split(
     x: &[f32],
     y: &mut [f32],
     chunk: &mut Chunk,
+    relu: bool,
 ) {
     let (g, GroupDims { m, k, p, .. }) = (&plan.g, plan.dims);
     let pad = plan.forward.as_ref().expect("called for direct plans only");
@@ -502,7 +514,7 @@ fn conv_image_split(
     for (gi, w_g) in packed.iter().enumerate() {
         let y_g = &mut y[gi * m * p..(gi + 1) * m * p];
         let dims = (g.oh(), g.ow());
-        conv_rows_split(w_g, padded, gi * group_len, pad, taps, dims, y_g, true);
+        conv_rows_split(w_g, padded, gi * group_len, pad, taps, dims, y_g, add(relu));
     }
 }
 
@@ -564,7 +576,8 @@ fn conv_image_backward(
             let dx_g = &mut dx[gi * cg * hw..(gi + 1) * cg * hw];
             let offsets = &pad.offsets[..taps];
             let padded = &chunk.padded_dy;
-            conv_rows(wf_g, padded, gi * group_len, pad, offsets, (g.h, g.w), dx_g, false);
+            let dims = (g.h, g.w);
+            conv_rows(wf_g, padded, gi * group_len, pad, offsets, dims, dx_g, Store::Write);
         }
         return;
     }

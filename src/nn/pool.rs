@@ -41,6 +41,13 @@ impl MaxPool2d {
     }
 }
 
+/// Planes per task: enough that a task reads about 64 KiB, so one image's
+/// few small planes (inference latency) stay on one thread instead of paying
+/// more to hand out than to pool.
+fn planes_per_task(plane_in: usize) -> usize {
+    (16 * 1024 / plane_in.max(1)).max(1)
+}
+
 impl Layer for MaxPool2d {
     fn spec(&self) -> String {
         let pair = |[a, b]: [usize; 2]| if a == b { a.to_string() } else { format!("{a}x{b}") };
@@ -67,12 +74,15 @@ impl Layer for MaxPool2d {
         }
         let xs = x.data().par_chunks(plane_in);
         let ys = y.data_mut().par_chunks_mut(plane_out);
+        let planes = planes_per_task(plane_in);
         if mode == Mode::Eval {
-            xs.zip(ys).for_each(|(x, y)| maxpool_plane(&g, x, y, None));
+            let jobs = xs.zip(ys).with_min_len(planes);
+            jobs.for_each(|(x, y)| maxpool_plane(&g, x, y, None));
             return;
         }
         let argmax = self.argmax.par_chunks_mut(plane_out);
-        xs.zip(ys).zip(argmax).for_each(|((x, y), a)| maxpool_plane(&g, x, y, Some(a)));
+        let jobs = xs.zip(ys).zip(argmax).with_min_len(planes);
+        jobs.for_each(|((x, y), a)| maxpool_plane(&g, x, y, Some(a)));
     }
 
     fn backward(&mut self, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
@@ -83,6 +93,7 @@ impl Layer for MaxPool2d {
         let dxs = dx.data_mut().par_chunks_mut(plane_in);
         let jobs = dxs.zip(dy.data().par_chunks(plane_out)).zip(self.argmax.par_chunks(plane_out));
         let relu_before = self.relu_before;
+        let jobs = jobs.with_min_len(planes_per_task(plane_in));
         let disjoint = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (2, 2, 2, 2, 0, 0);
         jobs.zip(y.data().par_chunks(plane_out)).for_each(|(((dx, dy), argmax), y)| {
             // Through a ReLU before the pooling, a gradient reaches its
