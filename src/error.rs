@@ -189,10 +189,21 @@ impl Error {
             Error::RunExists { .. } => {
                 Some("pass --force to replace it, or --out to choose another folder".into())
             }
-            Error::Diverged { .. } => Some(
-                "lower --lr; the run folder keeps the model and metrics of every completed epoch"
+            // Each epoch's model replaces the one before, and a run replacing
+            // another moves in only once its first epoch is saved.
+            Error::Diverged { epoch: 1, .. } => Some(
+                "lower --lr; no epoch completed, so this run saved no model (an earlier run in \
+                 its folder is kept as it was)"
                     .into(),
             ),
+            Error::Diverged { epoch, .. } => {
+                let last = epoch - 1;
+                let epochs = if last == 1 { "epoch 1".into() } else { format!("epochs 1-{last}") };
+                Some(format!(
+                    "lower --lr; the run folder keeps the model of epoch {last}, the last \
+                     completed, and the metrics of {epochs}"
+                ))
+            }
             Error::UnknownDataset { .. } => Some(
                 "a folder of images (one sub-folder per class), of IDX or CIFAR .bin files, or \
                  a .csv file also works as --dataset"

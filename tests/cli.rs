@@ -255,3 +255,68 @@ fn a_run_that_fails_in_its_first_epoch_does_not_block_the_folder() {
     let again = xent(&["train", "--epochs", "1", "--out", run.to_str().unwrap()]);
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+/// The three files of a run folder, by name.
+fn run_files(run: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    ["model.safetensors", "metrics.jsonl", "config.json"]
+        .into_iter()
+        .map(|name| (name, std::fs::read(run.join(name)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn force_keeps_the_earlier_run_until_the_new_one_saves_an_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+    let before = run_files(&run);
+    let out_dir = run.to_str().unwrap();
+
+    // A forced run that diverges at once leaves every file byte for byte.
+    let diverging = ["train", "--optimizer", "sgd", "--lr", "1e6", "--force", "--out", out_dir];
+    let out = xent(&diverging);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at epoch 1, step"), "{}", stderr(&out));
+    assert_eq!(run_files(&run), before);
+    let entries: Vec<_> =
+        std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries.len(), 3, "nothing else is left behind: {entries:?}");
+
+    // One that completes its first epoch replaces them, and still diverging
+    // later keeps its own first epoch.
+    let later =
+        ["--optimizer", "sgd", "--lr", "0.01", "--schedule", "step:23:1e9", "--epochs", "3"];
+    let out = xent(&[&["train", "--force", "--out", out_dir][..], &later].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at epoch 2, step"), "{}", stderr(&out));
+    let after = run_files(&run);
+    for ((name, old), (_, new)) in before.iter().zip(&after) {
+        assert_ne!(old, new, "{name} is the new run's");
+    }
+    let metrics = String::from_utf8(after[1].1.clone()).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    assert!(!run.join(".xent-new-run").exists());
+}
+
+#[test]
+fn divergence_hint_names_the_epoch_whose_model_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = ["train", "--optimizer", "sgd", "--lr", "0.01", "--schedule", "step:23:1e9"];
+    let out = xent(&[&args[..], &["--epochs", "4", "--out", run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("at epoch 2, step"), "{err}");
+    let hint = "hint: lower --lr; the run folder keeps the model of epoch 1, the last completed, \
+                and the metrics of epoch 1";
+    assert!(err.contains(hint), "{err}");
+    assert!(!err.contains("every completed epoch"), "{err}");
+
+    // Diverging in the first epoch: nothing of this run was saved.
+    let first = dir.path().join("first");
+    let out =
+        xent(&["train", "--optimizer", "sgd", "--lr", "1e6", "--out", first.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("at epoch 1, step"), "{err}");
+    assert!(err.contains("no epoch completed, so this run saved no model"), "{err}");
+}

@@ -90,7 +90,9 @@ pub struct TrainArgs {
     /// Run folder [default: runs/<dataset>-<model>, numbered if taken].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Replace the run already in --out.
+    /// Replace the run already in --out. The earlier run's files stay as they are until the new
+    /// run has saved its first epoch (it trains in a hidden .xent-new-run/ sub-folder until
+    /// then), so a new run that fails or is interrupted before that loses nothing.
     #[arg(long)]
     force: bool,
     /// Print a step line every N steps when not on a terminal [default: every 2 s].

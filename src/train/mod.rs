@@ -13,7 +13,7 @@ mod run;
 
 pub use eval::{evaluate, Evaluation};
 pub use metrics::{in_top_k, Tally};
-pub use run::{EpochMetrics, RunDir};
+pub use run::{EpochMetrics, RunDir, RunWriter};
 
 use std::time::Instant;
 
@@ -187,7 +187,8 @@ impl Trained {
 /// Trains a model on `split.train`, evaluating on `split.test` after each
 /// epoch. With a `run` folder, creates it once the model and options are
 /// known to be good, writes `config.json`, then a metrics line and the model
-/// after every epoch.
+/// after every epoch. A run folder that holds an earlier run keeps it until
+/// this run's first epoch is saved (see [`RunDir::create`]).
 ///
 /// # Errors
 ///
@@ -275,9 +276,9 @@ fn train_in_pool(
         training: serde_json::Value::Null,
     };
     let mut model = Model { net, info };
-    if let Some(run) = run {
-        run.create()?;
-        run.write_config(config)?;
+    let mut writer = run.map(RunDir::create).transpose()?;
+    if let Some(writer) = &writer {
+        writer.write_config(config)?;
     }
     observer.on_start(&Header {
         spec: model.info.spec.clone(),
@@ -368,9 +369,8 @@ fn train_in_pool(
             };
             history.push(metrics.clone());
             model.info.training = training_summary(config, &history);
-            if let Some(run) = run {
-                run.append_metrics(&metrics)?;
-                run.save_model(&model)?;
+            if let Some(writer) = &mut writer {
+                writer.save_epoch(&metrics, &model)?;
             }
             observer.on_epoch(&metrics);
         }
