@@ -67,6 +67,19 @@ pub enum Error {
         missing: Vec<String>,
     },
 
+    /// A dataset without a test split, where training could hold one out
+    /// with `--val-fraction`.
+    #[error("{detail}")]
+    NoTestSplit {
+        /// The dataset: a `.csv` file or an image folder.
+        path: PathBuf,
+        /// What its test split would be, e.g. `a test.csv with a label
+        /// column beside it`.
+        expected: String,
+        /// The message: what is missing and how training does without it.
+        detail: String,
+    },
+
     /// A dataset name that xent does not know.
     #[error("unknown dataset {name:?} (known: {known})")]
     UnknownDataset {

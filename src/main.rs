@@ -56,7 +56,10 @@ fn restore_sigpipe() {}
 fn exit_code(err: &xent::Error) -> u8 {
     use xent::Error;
     match err {
-        Error::InvalidArgument(_) | Error::Spec { .. } | Error::UnknownDataset { .. } => 2,
+        Error::InvalidArgument(_)
+        | Error::Spec { .. }
+        | Error::UnknownDataset { .. }
+        | Error::NoTestSplit { .. } => 2,
         _ => 1,
     }
 }

@@ -23,7 +23,9 @@ pub enum DataCommand {
 /// Options of `xent data inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Dataset: digits, mnist, fashion-mnist, kmnist, or a folder (images or IDX files).
+    /// Dataset: digits, mnist, fashion-mnist, kmnist, cifar10, cifar100 (from $XENT_DATA), a
+    /// folder of images (one sub-folder per class), a folder of MNIST-style IDX files or CIFAR
+    /// .bin files, or a pixel .csv file.
     #[arg(value_name = "PATH|NAME")]
     dataset: String,
     /// Channels to convert images to, 1 or 3 [default: the mode most images have].

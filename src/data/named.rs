@@ -183,7 +183,7 @@ pub fn load_from_with(
 
 /// Refuses the options only image folders use instead of ignoring them: a
 /// `--size` that silently did nothing would train on other images than asked.
-fn only_for_folders(name: &str, options: &LoadOptions) -> Result<()> {
+pub(crate) fn only_for_folders(name: &str, options: &LoadOptions) -> Result<()> {
     let given: Vec<&str> = [
         (options.channels.is_some(), "--channels"),
         (options.size.is_some(), "--size"),
