@@ -320,3 +320,46 @@ fn divergence_hint_names_the_epoch_whose_model_is_kept() {
     assert!(err.contains("at epoch 1, step"), "{err}");
     assert!(err.contains("no epoch completed, so this run saved no model"), "{err}");
 }
+
+#[test]
+fn options_that_would_do_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out_dir = run.to_str().unwrap();
+    let refused = |args: &[&str], needles: &[&str]| {
+        let out = xent(&[&["train", "--epochs", "1", "--out", out_dir][..], args].concat());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        }
+        assert!(!run.exists(), "{args:?}: nothing is written");
+    };
+
+    // CIFAR-100's coarse labels for a dataset that has one set of labels.
+    refused(&["--labels", "coarse"], &["--labels coarse applies to CIFAR-100 only", "digits"]);
+
+    // Momentum for an optimiser without one.
+    for optimizer in ["adam", "adamw"] {
+        let args = ["--optimizer", optimizer, "--momentum", "0.5"];
+        refused(&args, &["--momentum 0.5 is for --optimizer sgd only", "beta1"]);
+    }
+
+    // An option given twice in a model spec.
+    let spec = "conv(4,3,pad=1,pad=2)-flatten-linear";
+    refused(&["--model", spec], &["option `pad` is given twice"]);
+
+    // Where they apply, they are taken.
+    let out = xent(&["train", "--epochs", "1", "--out", out_dir, "--optimizer", "sgd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = &dir.path().join("momentum");
+    let args = ["--optimizer", "sgd", "--momentum", "0.5", "--schedule", "constant"];
+    let out =
+        xent(&[&["train", "--epochs", "1", "--out", run.to_str().unwrap()][..], &args].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["optimizer"]["momentum"], 0.5);
+    assert_eq!(config["import"]["labels"], "fine");
+}

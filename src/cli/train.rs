@@ -11,7 +11,7 @@ use xent::data::{Augment, LabelKind, LoadOptions, Normalize};
 use xent::nn::spec::PRESETS;
 use xent::optim::{OptimizerConfig, OptimizerKind};
 use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
-use xent::Result;
+use xent::{Error, Result};
 
 use super::data::{parse_size, print_import_report};
 use super::{percent, thousands};
@@ -28,7 +28,8 @@ pub struct TrainArgs {
     /// Download a named dataset first (files already present and verified are kept).
     #[arg(long)]
     download: bool,
-    /// CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).
+    /// CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses); coarse is refused for
+    /// other datasets.
     #[arg(long, value_enum, default_value_t = Labels::Fine)]
     labels: Labels,
     /// Image folders: convert every image to 1 (grey) or 3 (RGB) channels [default: the mode
@@ -63,9 +64,10 @@ pub struct TrainArgs {
     /// Optimiser: sgd, adam or adamw.
     #[arg(long, default_value = "adam")]
     optimizer: String,
-    /// SGD momentum (ignored by adam and adamw; onecycle cycles it from 0.95 to 0.85).
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
+    /// SGD momentum [default: 0.9] (onecycle cycles it from 0.95 to 0.85). Refused for adam and
+    /// adamw: their counterpart is beta1, 0.9, which onecycle cycles the same way.
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Weight decay: L2 for sgd and adam, decoupled for adamw [default: 0, adamw 0.01].
     #[arg(long)]
     weight_decay: Option<f64>,
@@ -134,7 +136,7 @@ enum Labels {
 }
 
 const SPEC_HELP: &str = "\
-Model specs: layers joined by '-', arguments in parentheses.
+Model specs: layers joined by '-', arguments in parentheses, each option at most once.
   linear(OUT[,bias=false])      bare 'linear' at the end gives one score per class
   conv(OUT,K[,stride=S][,pad=P][,groups=G][,bias=false])   K, S, P may be AxB
   maxpool(K[,stride=S][,pad=P]) stride defaults to K
@@ -204,8 +206,17 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(weight_decay) = args.weight_decay {
         optimizer.weight_decay = weight_decay;
     }
-    if kind == OptimizerKind::Sgd {
-        optimizer.momentum = args.momentum;
+    match (kind, args.momentum) {
+        (OptimizerKind::Sgd, momentum) => optimizer.momentum = momentum.unwrap_or(0.9),
+        (_, Some(momentum)) => {
+            return Err(Error::arg(format!(
+                "--momentum {momentum} is for --optimizer sgd only; {kind} has no momentum \
+                 option: its counterpart is beta1 of its betas, fixed at {} (onecycle cycles it \
+                 from 0.95 to 0.85)",
+                optimizer.betas.0
+            )));
+        }
+        (_, None) => {}
     }
     Ok(TrainConfig {
         dataset: args.dataset.clone(),

@@ -247,6 +247,10 @@ impl<'a> Args<'a> {
         let mut args = Args { layer: token, positional: Vec::new(), named: Vec::new() };
         for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=') {
+                // A repeated option would otherwise silently lose one value.
+                Some((key, _)) if args.named.iter().any(|(k, _)| *k == key.trim()) => {
+                    return Err(format!("`{token}`: option `{}` is given twice", key.trim()));
+                }
                 Some((key, value)) => args.named.push((key.trim(), value.trim())),
                 None if args.named.is_empty() => args.positional.push(part),
                 None => return Err(format!("`{token}`: positional `{part}` after a named one")),
@@ -268,7 +272,7 @@ impl<'a> Args<'a> {
     }
 
     fn named(&self, key: &str) -> Option<&'a str> {
-        self.named.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.named.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
     fn size(&self, text: &str) -> std::result::Result<usize, String> {
@@ -517,6 +521,8 @@ mod tests {
             ("bn(momentum=1.5)-flatten-linear", "momentum=1.5 is not a number"),
             ("bn(affine=no)-flatten-linear", "affine=no is not true or false"),
             ("bn(gamma=1)-flatten-linear", "unknown option `gamma`"),
+            ("conv(4,3,pad=1,pad=2)-flatten-linear", "option `pad` is given twice"),
+            ("bn(eps=0.1,eps=0.1)-flatten-linear", "option `eps` is given twice"),
         ];
         for (text, want) in cases {
             let result = ModelSpec::parse(text)
