@@ -54,7 +54,9 @@ pub struct TrainArgs {
     /// Passes over the training data.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// Images per step.
+    /// Images per step. The last batch of an epoch may be smaller; a model with bn leaves out a
+    /// last batch of a single image, which batch norm cannot train on (every epoch leaves out
+    /// another image, by the shuffle).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Learning rate: the peak of the onecycle schedule, the start of the others
@@ -140,7 +142,8 @@ Model specs: layers joined by '-', arguments in parentheses, each option at most
   linear(OUT[,bias=false])      bare 'linear' at the end gives one score per class
   conv(OUT,K[,stride=S][,pad=P][,groups=G][,bias=false])   K, S, P may be AxB
   maxpool(K[,stride=S][,pad=P]) stride defaults to K
-  bn[(eps=E,momentum=M,affine=false)]  batch normalisation over the channels
+  bn[(eps=E,momentum=M,affine=false)]  batch normalisation over the channels; training leaves
+                                out a last batch of one image, which it cannot train on
   relu, flatten
 Presets:
   linear   = flatten-linear

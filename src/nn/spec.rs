@@ -127,6 +127,12 @@ impl ModelSpec {
         Ok(ModelSpec { text: text.to_string(), layers })
     }
 
+    /// Whether the model has a batch-norm layer, which cannot train on a
+    /// batch of one sample.
+    pub fn has_batch_norm(&self) -> bool {
+        self.layers.iter().any(|layer| matches!(layer, LayerSpec::BatchNorm { .. }))
+    }
+
     /// Builds the network for samples of `input_shape` (`[c, h, w]`) and
     /// `classes` outputs, drawing initial weights from `rng`.
     ///

@@ -238,7 +238,8 @@ fn train_in_pool(
     let spec = ModelSpec::parse(&config.model)?;
     let net = spec.build(&shape, classes, &mut Rng::new(config.seed, INIT_STREAM))?;
     let mut optimizer = config.optimizer.build()?;
-    let samples_per_epoch = samples_per_epoch(train_set.len(), config.batch_size);
+    let drop_last_single = spec.has_batch_norm();
+    let samples_per_epoch = samples_per_epoch(train_set.len(), config.batch_size, drop_last_single);
     let steps_per_epoch = samples_per_epoch.div_ceil(config.batch_size);
     let total_steps = config.epochs * steps_per_epoch;
     let schedule = Schedule::parse(&config.schedule, config.optimizer.lr, total_steps).map_err(
@@ -302,6 +303,7 @@ fn train_in_pool(
         augment: config.augment,
         seed: config.seed,
         batch_size: config.batch_size,
+        drop_last_single,
     };
     std::thread::scope(|scope| -> Result<Trained> {
         let epochs = 1..=config.epochs;
