@@ -363,3 +363,63 @@ fn options_that_would_do_nothing_are_refused() {
     assert_eq!(config["optimizer"]["momentum"], 0.5);
     assert_eq!(config["import"]["labels"], "fine");
 }
+
+#[test]
+fn a_run_too_short_for_onecycle_gets_a_constant_rate_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    // 1,442 digits in batches of 1,000: two steps, too few for onecycle's
+    // phases. Without --schedule the run trains at a constant rate and says so.
+    let run = out_dir("short");
+    let out = xent(&["train", "--batch-size", "1000", "--epochs", "1", "--out", &run]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("schedule=constant"), "{text}");
+    let note = "note   the run's 2 step(s) are too few for the default onecycle schedule";
+    assert!(text.contains(note), "{text}");
+    let config = std::fs::read_to_string(Path::new(&run).join("config.json")).unwrap();
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["schedule"], "constant");
+
+    // A run long enough keeps onecycle, silently.
+    let out = xent(&["train", "--batch-size", "1000", "--epochs", "2", "--out", &out_dir("long")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("schedule=onecycle") && !stdout(&out).contains("note"));
+
+    // Asked for by name, onecycle is refused, with the run's step count.
+    let args = ["train", "--batch-size", "1000", "--epochs", "1", "--schedule", "onecycle"];
+    let out = xent(&[&args[..], &["--out", &out_dir("asked")]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("(this run has 2 step(s): 1 epoch(s) of 2 batch(es);"), "{err}");
+}
+
+#[test]
+fn batch_and_schedule_errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let out = xent(&[&["train", "--out", run.to_str().unwrap()][..], extra].concat());
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+
+    // A batch larger than the training split names the number of images.
+    let err = train(&["--batch-size", "100000"]);
+    assert!(err.contains("--batch-size 100000 is larger than the 1442 training images"), "{err}");
+    assert!(!err.contains("schedule"), "{err}");
+
+    // Values no run length fixes get no advice about the run's length.
+    for (schedule, want) in [
+        ("step:0", "step size 0 must be at least 1"),
+        ("cosine:-1", "eta_min -1"),
+        ("onecycle:pct_start=2", "pct_start 2"),
+        ("onecycle:foo=1", "unknown onecycle key \"foo\""),
+    ] {
+        let err = train(&["--schedule", schedule]);
+        assert!(err.contains(want), "{schedule}: {err}");
+        assert!(!err.contains("this run has") && !err.contains("more epochs"), "{err}");
+    }
+    assert!(!run.exists());
+}

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use xent::data::{Augment, LabelKind, LoadOptions, Normalize};
 use xent::nn::spec::PRESETS;
-use xent::optim::{OptimizerConfig, OptimizerKind};
+use xent::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
 use xent::{Error, Result};
 
@@ -54,11 +54,12 @@ pub struct TrainArgs {
     /// Passes over the training data.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// Images per step. The last batch of an epoch may be smaller; a model with bn leaves out a
-    /// last batch of a single image, which batch norm cannot train on (every epoch leaves out
-    /// another image, by the shuffle).
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
+    /// Images per step, at most the number of training images [default: 64, or all the
+    /// training images when fewer]. The last batch of an epoch may be smaller; a model with bn
+    /// leaves out a last batch of a single image, which batch norm cannot train on (every epoch
+    /// leaves out another image, by the shuffle).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Learning rate: the peak of the onecycle schedule, the start of the others
     /// [default: 3e-3 for adam and adamw, 0.05 for sgd].
     #[arg(long)]
@@ -75,9 +76,11 @@ pub struct TrainArgs {
     weight_decay: Option<f64>,
     /// Learning-rate schedule, stepped once per batch: onecycle[:KEY=VALUE]... (PyTorch's
     /// OneCycleLR: warm up to --lr over 30% of the steps, then anneal; it also cycles SGD
-    /// momentum or Adam's beta1), cosine[:ETA_MIN], step:STEPS[:GAMMA], or constant.
-    #[arg(long, default_value = "onecycle")]
-    schedule: String,
+    /// momentum or Adam's beta1), cosine[:ETA_MIN], step:STEPS[:GAMMA], or constant
+    /// [default: onecycle, or constant for a run too short for onecycle's phases (fewer than 4
+    /// steps), as the header then says].
+    #[arg(long)]
+    schedule: Option<String>,
     /// Label smoothing of the cross-entropy, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
@@ -173,6 +176,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let (split, report) = xent::data::load_with(&args.dataset, &config.import)?;
     print_import_report(&args.dataset, &report, args.quiet);
+    check_batch_size(args, &split.train)?;
+    let note = default_schedule(args, &mut config, split.train.len())?;
     let named = xent::data::DATASETS.contains(&args.dataset.as_str());
     if let (false, Ok(absolute)) = (named, std::fs::canonicalize(&args.dataset)) {
         // A dataset given as a path is recorded absolute, so the model file
@@ -181,7 +186,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
 
     let started = Instant::now();
-    let mut printer = Printer::new(args, &config);
+    let mut printer = Printer::new(args, &config, note);
     let trained = train::train(&split, &config, Some(&run), &mut printer)?;
     printer.finish();
 
@@ -196,6 +201,48 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let path = run.model_path();
     println!(" | {:.1} s | {}", started.elapsed().as_secs_f64(), path.display());
     Ok(())
+}
+
+/// The schedule a run gets when none is given.
+const DEFAULT_SCHEDULE: &str = "onecycle";
+
+/// A batch larger than the training split would train on fewer images than
+/// asked for each step, so an explicit one is refused; the default, 64,
+/// takes all the images of a smaller split.
+fn check_batch_size(args: &TrainArgs, train: &xent::data::Dataset) -> Result<()> {
+    match args.batch_size {
+        Some(batch) if batch > train.len() => Err(Error::arg(format!(
+            "--batch-size {batch} is larger than the {} training images of {}; give at most {}",
+            train.len(),
+            args.dataset,
+            train.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces the default schedule by a constant rate when the run is too
+/// short for onecycle's warm-up and anneal, since a default must not make a
+/// valid run fail; returns the header note that says so. A schedule given
+/// with --schedule is kept, and refused when it does not fit.
+fn default_schedule(
+    args: &TrainArgs,
+    config: &mut TrainConfig,
+    train_len: usize,
+) -> Result<Option<String>> {
+    if args.schedule.is_some() {
+        return Ok(None);
+    }
+    let steps = config.epochs * config.steps_per_epoch(train_len)?;
+    if !Schedule::too_short(DEFAULT_SCHEDULE, config.optimizer.lr, steps) {
+        return Ok(None);
+    }
+    config.schedule = "constant".into();
+    Ok(Some(format!(
+        "the run's {steps} step(s) are too few for the default onecycle schedule, so the \
+         learning rate stays at {:.1e} (--schedule chooses another)",
+        config.optimizer.lr
+    )))
 }
 
 fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
@@ -236,9 +283,9 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
         },
         model: args.model.clone(),
         epochs: args.epochs,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.unwrap_or(64),
         optimizer,
-        schedule: args.schedule.clone(),
+        schedule: args.schedule.clone().unwrap_or_else(|| DEFAULT_SCHEDULE.into()),
         label_smoothing: args.label_smoothing,
         seed: args.seed,
         threads: args.threads.unwrap_or_else(default_threads),
@@ -280,13 +327,15 @@ struct Printer {
     log_every: Option<usize>,
     last_log: f64,
     settings: String,
+    /// A line for the header about a choice made for the user.
+    note: Option<String>,
 }
 
 /// Seconds between plain step lines when no `--log-every` is given.
 const LOG_SECONDS: f64 = 2.0;
 
 impl Printer {
-    fn new(args: &TrainArgs, config: &TrainConfig) -> Printer {
+    fn new(args: &TrainArgs, config: &TrainConfig, note: Option<String>) -> Printer {
         let terminal = std::io::stdout().is_terminal();
         let mut settings = format!(
             "batch={} optimizer={} lr={:.1e} schedule={} epochs={} seed={} threads={}",
@@ -307,6 +356,7 @@ impl Printer {
             log_every: if terminal { None } else { Some(args.log_every.unwrap_or(0)) },
             last_log: 0.0,
             settings,
+            note,
         }
     }
 
@@ -333,6 +383,9 @@ impl Observer for Printer {
             h.test_len,
             self.settings
         );
+        if let Some(note) = &self.note {
+            println!("note   {note}");
+        }
     }
 
     fn on_step(&mut self, s: &StepReport) {
