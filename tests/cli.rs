@@ -423,3 +423,43 @@ fn batch_and_schedule_errors_say_what_is_wrong() {
     }
     assert!(!run.exists());
 }
+
+#[test]
+fn more_threads_than_cores_draws_a_warning_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let train = |threads: usize, name: &str| {
+        let run = dir.path().join(name);
+        let threads = threads.to_string();
+        let args = ["train", "--epochs", "1", "--threads", &threads, "--out"];
+        let out = xent(&[&args[..], &[run.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let err = train(cores + 1, "over");
+    let want =
+        format!("warning: --threads {} is more than the {cores} core(s) available", cores + 1);
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(train(cores, "all"), "", "as many threads as cores is fine");
+}
+
+#[test]
+fn out_must_be_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let inside = file.join("run");
+    for (out, want) in [
+        (&file, format!("{} is a file", file.display())),
+        (&inside, format!("{} is a file, so {} cannot be", file.display(), inside.display())),
+    ] {
+        let out = xent(&["train", "--epochs", "1", "--out", out.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(err.starts_with("error: --out must be a folder"), "{err}");
+        assert!(err.contains(&want) && err.lines().count() == 1, "{err}");
+        assert!(!err.contains("os error"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}

@@ -2,7 +2,7 @@
 //! per epoch on a terminal, plain step lines otherwise).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -91,10 +91,11 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and augmentation; same seed and threads, same run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads [default: all cores].
+    /// Worker threads [default: all cores]; more than the cores available draws a warning, as
+    /// it slows training down.
     #[arg(long)]
     threads: Option<usize>,
-    /// Run folder [default: runs/<dataset>-<model>, numbered if taken].
+    /// Run folder, created when missing [default: runs/<dataset>-<model>, numbered if taken].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace the run already in --out. The earlier run's files stay as they are until the new
@@ -161,6 +162,7 @@ Presets:
 pub fn run(args: &TrainArgs) -> Result<()> {
     let mut config = config_from(args)?;
     config.validate()?;
+    warn_about_threads(config.threads);
 
     // The run folder: as given, or the first free runs/<dataset>-<model>[-N].
     // Checked before the data is read, created only once training starts.
@@ -168,6 +170,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(out) => out.clone(),
         None => free_run_folder(&args.dataset, &args.model),
     };
+    check_out_folder(&out)?;
     let run = RunDir::new(&out, args.force)?;
 
     // The data: fetched first when asked, then read with the import options.
@@ -201,6 +204,22 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let path = run.model_path();
     println!(" | {:.1} s | {}", started.elapsed().as_secs_f64(), path.display());
     Ok(())
+}
+
+/// Refuses an --out that cannot be a folder: a file there, or in place of
+/// one of its parents, would only fail once training starts, with the
+/// operating system's terse "File exists".
+fn check_out_folder(out: &Path) -> Result<()> {
+    let Some(existing) = out.ancestors().find(|p| p.exists()) else { return Ok(()) };
+    if existing.is_dir() {
+        return Ok(());
+    }
+    let what = if existing == out {
+        format!("{} is a file", out.display())
+    } else {
+        format!("{} is a file, so {} cannot be a folder", existing.display(), out.display())
+    };
+    Err(Error::arg(format!("--out must be a folder (it is created when missing), and {what}")))
 }
 
 /// The schedule a run gets when none is given.
@@ -300,6 +319,20 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// More threads than cores only take turns on them: each step waits for the
+/// slowest share, so training slows down instead of speeding up. The run
+/// goes on; the user may have a reason.
+fn warn_about_threads(threads: usize) {
+    let Ok(cores) = std::thread::available_parallelism() else { return };
+    if threads > cores.get() {
+        eprintln!(
+            "warning: --threads {threads} is more than the {cores} core(s) available; the \
+             extra threads take turns on them and slow training down (leave out --threads to \
+             use one per core)"
+        );
+    }
 }
 
 /// `runs/<dataset>-<model>`, or with `-2`, `-3`, … appended when taken, so a
