@@ -89,14 +89,17 @@ pub enum Error {
         known: String,
     },
 
-    /// A dataset file could not be had intact from any mirror. Nothing is
-    /// left under its name.
+    /// A dataset file could not be had intact from any mirror. Nothing
+    /// downloaded is left under its name; a copy that was there before is.
     #[error("downloading {file}: {}", attempts.join("; "))]
     Download {
         /// The file's name, e.g. `train-images-idx3-ubyte.gz`.
         file: String,
         /// What went wrong at each URL tried, in order, URL first.
         attempts: Vec<String>,
+        /// Whether a copy that failed its checksum was already there; it
+        /// is left as it was.
+        failed_check: bool,
     },
 
     /// A model spec that does not parse or does not fit the input.
@@ -194,11 +197,20 @@ impl Error {
                  sub-folder of PNG or JPEG images per class, or CIFAR .bin files"
                     .into(),
             ),
-            Error::Download { .. } => Some(
-                "nothing was kept under the file's name; try again, give another mirror with \
-                 --mirror URL (or XENT_MIRROR), or put the file in the dataset folder yourself"
-                    .into(),
-            ),
+            Error::Download { file, failed_check, .. } => {
+                let kept = if *failed_check {
+                    format!(
+                        "the {file} already there failed its checksum and is left as it was \
+                         (delete it, or replace it with a good copy)"
+                    )
+                } else {
+                    "nothing was kept under the file's name".into()
+                };
+                Some(format!(
+                    "{kept}; try again, give another mirror with --mirror URL (or XENT_MIRROR), \
+                     or put the file in the dataset folder yourself"
+                ))
+            }
             Error::RunExists { .. } => {
                 Some("pass --force to replace it, or --out to choose another folder".into())
             }

@@ -54,6 +54,7 @@ pub fn parse_size(text: &str) -> std::result::Result<(usize, usize), String> {
         .and_then(|(h, w)| Some((h.trim().parse().ok()?, w.trim().parse().ok()?)));
     match parsed {
         Some((h, w)) if h > 0 && w > 0 => Ok((h, w)),
+        Some(_) => Err(format!("height and width must be at least 1, found {text:?}")),
         _ => Err(format!("expected HEIGHTxWIDTH such as 32x32, found {text:?}")),
     }
 }
@@ -229,5 +230,7 @@ mod tests {
         for bad in ["32", "0x4", "ax4", "4x", "-1x3"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+        let zero = parse_size("0x0").expect_err("no zero sides");
+        assert_eq!(zero, "height and width must be at least 1, found \"0x0\"");
     }
 }

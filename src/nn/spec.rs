@@ -205,6 +205,11 @@ pub fn preset_names() -> String {
     PRESETS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
 }
 
+/// Whether a whole number failed to parse only for being too large.
+fn is_overflow(e: &std::num::ParseIntError) -> bool {
+    *e.kind() == std::num::IntErrorKind::PosOverflow
+}
+
 /// Splits at `-` outside parentheses.
 fn split_layers(text: &str) -> std::result::Result<Vec<&str>, String> {
     let mut tokens = Vec::new();
@@ -284,6 +289,7 @@ impl<'a> Args<'a> {
     fn size(&self, text: &str) -> std::result::Result<usize, String> {
         match text.parse::<usize>() {
             Ok(v) if v > 0 => Ok(v),
+            Err(e) if is_overflow(&e) => Err(self.too_large(text)),
             _ => Err(format!("`{}`: `{text}` is not a positive integer", self.layer)),
         }
     }
@@ -291,12 +297,18 @@ impl<'a> Args<'a> {
     fn pair(&self, text: &str, allow_zero: bool) -> std::result::Result<[usize; 2], String> {
         let parse = |t: &str| match t.parse::<usize>() {
             Ok(v) if v > 0 || allow_zero => Ok(v),
+            Err(e) if is_overflow(&e) => Err(self.too_large(t)),
             _ => Err(format!("`{}`: `{text}` is not a size like 3 or 3x2", self.layer)),
         };
         match text.split_once('x') {
             Some((a, b)) => Ok([parse(a)?, parse(b)?]),
             None => parse(text).map(|v| [v, v]),
         }
+    }
+
+    /// The message for a whole number beyond what a size can be.
+    fn too_large(&self, text: &str) -> String {
+        format!("`{}`: `{text}` is too large for a size", self.layer)
     }
 
     /// `key`'s value as a number in `range`, or `default` when absent.
@@ -528,6 +540,8 @@ mod tests {
             ("bn(affine=no)-flatten-linear", "affine=no is not true or false"),
             ("bn(gamma=1)-flatten-linear", "unknown option `gamma`"),
             ("conv(4,3,pad=1,pad=2)-flatten-linear", "option `pad` is given twice"),
+            ("flatten-linear(99999999999999999999)", "`99999999999999999999` is too large"),
+            ("conv(4,99999999999999999999x3)-flatten-linear", "is too large for a size"),
             ("bn(eps=0.1,eps=0.1)-flatten-linear", "option `eps` is given twice"),
         ];
         for (text, want) in cases {
