@@ -308,3 +308,30 @@ fn inspect_audits_a_csv_file_without_a_test_split() {
         assert!(help.contains(kind), "{kind} not in\n{help}");
     }
 }
+
+#[test]
+fn train_lists_the_first_skipped_entries_and_says_where_all_are() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("pets");
+    pets(&data, 3, 1);
+    for i in 0..7 {
+        std::fs::write(data.join(format!("train/cat/notes{i}.txt")), "not an image").unwrap();
+    }
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", data.to_str().unwrap(), "--epochs", "1", "--out"];
+    let out = xent(&[&args[..], &[run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Eight skipped: a count, five with their reasons, then the rest counted.
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("import skipped 8 entries")).expect(&text);
+    assert!(lines[at + 1..=at + 5].iter().all(|l| l.contains(": ")), "{text}");
+    let more = "         ... and 3 more (`xent data inspect --json` lists them all)";
+    assert_eq!(lines[at + 6], more, "{text}");
+
+    // Which it does.
+    let out = xent(&["data", "inspect", data.to_str().unwrap(), "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 8, "{json}");
+}

@@ -202,7 +202,10 @@ pub fn print_import_report(dataset: &str, report: &ImportReport, quiet: bool) {
                 println!("         {}: {why}", show(path));
             }
             if list.len() > IMPORT_EXAMPLES {
-                println!("         ... and {} more", list.len() - IMPORT_EXAMPLES);
+                let more = list.len() - IMPORT_EXAMPLES;
+                println!(
+                    "         ... and {more} more (`xent data inspect --json` lists them all)"
+                );
             }
         }
         if !report.conversions.is_empty() {
