@@ -225,9 +225,12 @@ fn check_out_folder(out: &Path) -> Result<()> {
 /// The schedule a run gets when none is given.
 const DEFAULT_SCHEDULE: &str = "onecycle";
 
+/// The batch size a run gets when none is given.
+const DEFAULT_BATCH: usize = 64;
+
 /// A batch larger than the training split would train on fewer images than
-/// asked for each step, so an explicit one is refused; the default, 64,
-/// takes all the images of a smaller split.
+/// asked for each step, so an explicit one is refused; the default takes
+/// all the images of a smaller split.
 fn check_batch_size(args: &TrainArgs, train: &xent::data::Dataset) -> Result<()> {
     match args.batch_size {
         Some(batch) if batch > train.len() => Err(Error::arg(format!(
@@ -302,7 +305,7 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
         },
         model: args.model.clone(),
         epochs: args.epochs,
-        batch_size: args.batch_size.unwrap_or(64),
+        batch_size: args.batch_size.unwrap_or(DEFAULT_BATCH),
         optimizer,
         schedule: args.schedule.clone().unwrap_or_else(|| DEFAULT_SCHEDULE.into()),
         label_smoothing: args.label_smoothing,
