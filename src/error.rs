@@ -67,6 +67,19 @@ pub enum Error {
         missing: Vec<String>,
     },
 
+    /// A dataset without a test split, where training could hold one out
+    /// with `--val-fraction`.
+    #[error("{detail}")]
+    NoTestSplit {
+        /// The dataset: a `.csv` file or an image folder.
+        path: PathBuf,
+        /// What its test split would be, e.g. `a test.csv with a label
+        /// column beside it`.
+        expected: String,
+        /// The message: what is missing and how training does without it.
+        detail: String,
+    },
+
     /// A dataset name that xent does not know.
     #[error("unknown dataset {name:?} (known: {known})")]
     UnknownDataset {
@@ -76,14 +89,17 @@ pub enum Error {
         known: String,
     },
 
-    /// A dataset file could not be had intact from any mirror. Nothing is
-    /// left under its name.
+    /// A dataset file could not be had intact from any mirror. Nothing
+    /// downloaded is left under its name; a copy that was there before is.
     #[error("downloading {file}: {}", attempts.join("; "))]
     Download {
         /// The file's name, e.g. `train-images-idx3-ubyte.gz`.
         file: String,
         /// What went wrong at each URL tried, in order, URL first.
         attempts: Vec<String>,
+        /// Whether a copy that failed its checksum was already there; it
+        /// is left as it was.
+        failed_check: bool,
     },
 
     /// A model spec that does not parse or does not fit the input.
@@ -181,18 +197,38 @@ impl Error {
                  sub-folder of PNG or JPEG images per class, or CIFAR .bin files"
                     .into(),
             ),
-            Error::Download { .. } => Some(
-                "nothing was kept under the file's name; try again, give another mirror with \
-                 --mirror URL (or XENT_MIRROR), or put the file in the dataset folder yourself"
-                    .into(),
-            ),
+            Error::Download { file, failed_check, .. } => {
+                let kept = if *failed_check {
+                    format!(
+                        "the {file} already there failed its checksum and is left as it was \
+                         (delete it, or replace it with a good copy)"
+                    )
+                } else {
+                    "nothing was kept under the file's name".into()
+                };
+                Some(format!(
+                    "{kept}; try again, give another mirror with --mirror URL (or XENT_MIRROR), \
+                     or put the file in the dataset folder yourself"
+                ))
+            }
             Error::RunExists { .. } => {
                 Some("pass --force to replace it, or --out to choose another folder".into())
             }
-            Error::Diverged { .. } => Some(
-                "lower --lr; the run folder keeps the model and metrics of every completed epoch"
+            // Each epoch's model replaces the one before, and a run replacing
+            // another moves in only once its first epoch is saved.
+            Error::Diverged { epoch: 1, .. } => Some(
+                "lower --lr; no epoch completed, so this run saved no model (an earlier run in \
+                 its folder is kept as it was)"
                     .into(),
             ),
+            Error::Diverged { epoch, .. } => {
+                let last = epoch - 1;
+                let epochs = if last == 1 { "epoch 1".into() } else { format!("epochs 1-{last}") };
+                Some(format!(
+                    "lower --lr; the run folder keeps the model of epoch {last}, the last \
+                     completed, and the metrics of {epochs}"
+                ))
+            }
             Error::UnknownDataset { .. } => Some(
                 "a folder of images (one sub-folder per class), of IDX or CIFAR .bin files, or \
                  a .csv file also works as --dataset"

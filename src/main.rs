@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,11 +34,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Ends the process quietly when stdout is a pipe that closes early
+/// (`xent predict … | head -2`), as `head` and `grep` expect of a Unix tool.
+/// Rust ignores SIGPIPE, so every write to the closed pipe would fail and
+/// `println!` would panic, in whichever thread prints; the default action
+/// ends the whole process at the first such write instead.
+#[cfg(unix)]
+fn restore_sigpipe() {
+    // SAFETY: `signal` with SIG_DFL installs no handler, so no Rust code runs
+    // from the signal; it is called first in `main`, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Elsewhere a closed stdout is not a signal; nothing to restore.
+#[cfg(not(unix))]
+fn restore_sigpipe() {}
+
 /// 2 for a value the user typed that xent cannot use, 1 for everything else.
 fn exit_code(err: &xent::Error) -> u8 {
     use xent::Error;
     match err {
-        Error::InvalidArgument(_) | Error::Spec { .. } | Error::UnknownDataset { .. } => 2,
+        Error::InvalidArgument(_)
+        | Error::Spec { .. }
+        | Error::UnknownDataset { .. }
+        | Error::NoTestSplit { .. } => 2,
         _ => 1,
     }
 }

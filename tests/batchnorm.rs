@@ -442,10 +442,22 @@ fn steady_state_step_with_bn_does_not_allocate() {
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "allocations in steady-state steps");
 }
 
-// Seven images in batches of 3 leave one sample over: a batch of one would
-// have no batch statistics, so the trainer leaves it out of that epoch.
-#[test]
-fn training_skips_a_last_batch_of_one() {
+/// Each epoch's steps and the images its last step reached, as the trainer
+/// reports them.
+#[derive(Default)]
+struct EpochEnds(Vec<(usize, usize)>);
+
+impl xent::train::Observer for EpochEnds {
+    fn on_step(&mut self, s: &xent::train::StepReport) {
+        if s.step == s.steps {
+            self.0.push((s.steps, s.images));
+        }
+    }
+}
+
+/// Trains `model` for 2 epochs on 7 digits in batches of 3; returns how
+/// each epoch ended.
+fn seven_in_threes(model: &str) -> EpochEnds {
     use xent::optim::{OptimizerConfig, OptimizerKind};
     use xent::train::{self, TrainConfig};
 
@@ -454,7 +466,7 @@ fn training_skips_a_last_batch_of_one() {
     let config = TrainConfig {
         dataset: "digits".into(),
         import: Default::default(),
-        model: "flatten-linear(8)-bn-relu-linear".into(),
+        model: model.into(),
         epochs: 2,
         batch_size: 3,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
@@ -466,6 +478,24 @@ fn training_skips_a_last_batch_of_one() {
         normalize: None,
         prefetch: true,
     };
-    let trained = train::train(&small, &config, None, &mut ()).unwrap();
+    let mut ends = EpochEnds::default();
+    let trained = train::train(&small, &config, None, &mut ends).unwrap();
     assert_eq!(trained.history.len(), 2);
+    ends
+}
+
+// Seven images in batches of 3 leave one sample over: a batch of one would
+// have no batch statistics, so the trainer leaves it out of that epoch.
+#[test]
+fn training_skips_a_last_batch_of_one() {
+    let ends = seven_in_threes("flatten-linear(8)-bn-relu-linear");
+    assert_eq!(ends.0, [(2, 6), (2, 6)], "two batches of 3 per epoch");
+}
+
+// Without batch norm a batch of one trains like any other, as PyTorch's
+// DataLoader gives it: every sample, every epoch.
+#[test]
+fn training_without_batch_norm_uses_every_sample() {
+    let ends = seven_in_threes("flatten-linear(8)-relu-linear");
+    assert_eq!(ends.0, [(3, 7), (3, 7)], "batches of 3, 3 and 1 per epoch");
 }

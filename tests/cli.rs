@@ -255,3 +255,211 @@ fn a_run_that_fails_in_its_first_epoch_does_not_block_the_folder() {
     let again = xent(&["train", "--epochs", "1", "--out", run.to_str().unwrap()]);
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+/// The three files of a run folder, by name.
+fn run_files(run: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    ["model.safetensors", "metrics.jsonl", "config.json"]
+        .into_iter()
+        .map(|name| (name, std::fs::read(run.join(name)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn force_keeps_the_earlier_run_until_the_new_one_saves_an_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+    let before = run_files(&run);
+    let out_dir = run.to_str().unwrap();
+
+    // A forced run that diverges at once leaves every file byte for byte.
+    let diverging = ["train", "--optimizer", "sgd", "--lr", "1e6", "--force", "--out", out_dir];
+    let out = xent(&diverging);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at epoch 1, step"), "{}", stderr(&out));
+    assert_eq!(run_files(&run), before);
+    let entries: Vec<_> =
+        std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries.len(), 3, "nothing else is left behind: {entries:?}");
+
+    // One that completes its first epoch replaces them, and still diverging
+    // later keeps its own first epoch.
+    let later =
+        ["--optimizer", "sgd", "--lr", "0.01", "--schedule", "step:23:1e9", "--epochs", "3"];
+    let out = xent(&[&["train", "--force", "--out", out_dir][..], &later].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at epoch 2, step"), "{}", stderr(&out));
+    let after = run_files(&run);
+    for ((name, old), (_, new)) in before.iter().zip(&after) {
+        assert_ne!(old, new, "{name} is the new run's");
+    }
+    let metrics = String::from_utf8(after[1].1.clone()).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    assert!(!run.join(".xent-new-run").exists());
+}
+
+#[test]
+fn divergence_hint_names_the_epoch_whose_model_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = ["train", "--optimizer", "sgd", "--lr", "0.01", "--schedule", "step:23:1e9"];
+    let out = xent(&[&args[..], &["--epochs", "4", "--out", run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("at epoch 2, step"), "{err}");
+    let hint = "hint: lower --lr; the run folder keeps the model of epoch 1, the last completed, \
+                and the metrics of epoch 1";
+    assert!(err.contains(hint), "{err}");
+    assert!(!err.contains("every completed epoch"), "{err}");
+
+    // Diverging in the first epoch: nothing of this run was saved.
+    let first = dir.path().join("first");
+    let out =
+        xent(&["train", "--optimizer", "sgd", "--lr", "1e6", "--out", first.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("at epoch 1, step"), "{err}");
+    assert!(err.contains("no epoch completed, so this run saved no model"), "{err}");
+}
+
+#[test]
+fn options_that_would_do_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out_dir = run.to_str().unwrap();
+    let refused = |args: &[&str], needles: &[&str]| {
+        let out = xent(&[&["train", "--epochs", "1", "--out", out_dir][..], args].concat());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        }
+        assert!(!run.exists(), "{args:?}: nothing is written");
+    };
+
+    // CIFAR-100's coarse labels for a dataset that has one set of labels.
+    refused(&["--labels", "coarse"], &["--labels coarse applies to CIFAR-100 only", "digits"]);
+
+    // Momentum for an optimiser without one.
+    for optimizer in ["adam", "adamw"] {
+        let args = ["--optimizer", optimizer, "--momentum", "0.5"];
+        refused(&args, &["--momentum 0.5 is for --optimizer sgd only", "beta1"]);
+    }
+
+    // An option given twice in a model spec.
+    let spec = "conv(4,3,pad=1,pad=2)-flatten-linear";
+    refused(&["--model", spec], &["option `pad` is given twice"]);
+
+    // Where they apply, they are taken.
+    let out = xent(&["train", "--epochs", "1", "--out", out_dir, "--optimizer", "sgd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = &dir.path().join("momentum");
+    let args = ["--optimizer", "sgd", "--momentum", "0.5", "--schedule", "constant"];
+    let out =
+        xent(&[&["train", "--epochs", "1", "--out", run.to_str().unwrap()][..], &args].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["optimizer"]["momentum"], 0.5);
+    assert_eq!(config["import"]["labels"], "fine");
+}
+
+#[test]
+fn a_run_too_short_for_onecycle_gets_a_constant_rate_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    // 1,442 digits in batches of 1,000: two steps, too few for onecycle's
+    // phases. Without --schedule the run trains at a constant rate and says so.
+    let run = out_dir("short");
+    let out = xent(&["train", "--batch-size", "1000", "--epochs", "1", "--out", &run]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("schedule=constant"), "{text}");
+    let note = "note   the run's 2 step(s) are too few for the default onecycle schedule";
+    assert!(text.contains(note), "{text}");
+    let config = std::fs::read_to_string(Path::new(&run).join("config.json")).unwrap();
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["schedule"], "constant");
+
+    // A run long enough keeps onecycle, silently.
+    let out = xent(&["train", "--batch-size", "1000", "--epochs", "2", "--out", &out_dir("long")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("schedule=onecycle") && !stdout(&out).contains("note"));
+
+    // Asked for by name, onecycle is refused, with the run's step count.
+    let args = ["train", "--batch-size", "1000", "--epochs", "1", "--schedule", "onecycle"];
+    let out = xent(&[&args[..], &["--out", &out_dir("asked")]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("(this run has 2 step(s): 1 epoch(s) of 2 batch(es);"), "{err}");
+}
+
+#[test]
+fn batch_and_schedule_errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let out = xent(&[&["train", "--out", run.to_str().unwrap()][..], extra].concat());
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+
+    // A batch larger than the training split names the number of images.
+    let err = train(&["--batch-size", "100000"]);
+    assert!(err.contains("--batch-size 100000 is larger than the 1442 training images"), "{err}");
+    assert!(!err.contains("schedule"), "{err}");
+
+    // Values no run length fixes get no advice about the run's length.
+    for (schedule, want) in [
+        ("step:0", "step size 0 must be at least 1"),
+        ("cosine:-1", "eta_min -1"),
+        ("onecycle:pct_start=2", "pct_start 2"),
+        ("onecycle:foo=1", "unknown onecycle key \"foo\""),
+    ] {
+        let err = train(&["--schedule", schedule]);
+        assert!(err.contains(want), "{schedule}: {err}");
+        assert!(!err.contains("this run has") && !err.contains("more epochs"), "{err}");
+    }
+    assert!(!run.exists());
+}
+
+#[test]
+fn more_threads_than_cores_draws_a_warning_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let train = |threads: usize, name: &str| {
+        let run = dir.path().join(name);
+        let threads = threads.to_string();
+        let args = ["train", "--epochs", "1", "--threads", &threads, "--out"];
+        let out = xent(&[&args[..], &[run.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let err = train(cores + 1, "over");
+    let want =
+        format!("warning: --threads {} is more than the {cores} core(s) available", cores + 1);
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(train(cores, "all"), "", "as many threads as cores is fine");
+}
+
+#[test]
+fn out_must_be_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let inside = file.join("run");
+    for (out, want) in [
+        (&file, format!("{} is a file", file.display())),
+        (&inside, format!("{} is a file, so {} cannot be", file.display(), inside.display())),
+    ] {
+        let out = xent(&["train", "--epochs", "1", "--out", out.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(err.starts_with("error: --out must be a folder"), "{err}");
+        assert!(err.contains(&want) && err.lines().count() == 1, "{err}");
+        assert!(!err.contains("os error"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}

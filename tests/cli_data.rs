@@ -208,3 +208,130 @@ fn folder_options_are_refused_for_other_formats() {
         assert!(!run.exists(), "nothing is written for a refused option");
     }
 }
+
+/// A labelled pixel CSV of `rows` 4×4 images in 3 classes, row `i` of class
+/// `i % 3` with its pixels of index `≡ i (mod 3)` lit.
+fn pixel_csv(path: &Path, rows: usize) {
+    let header: Vec<String> = (0..16).map(|p| format!("pixel{p}")).collect();
+    let mut text = format!("label,{}\n", header.join(","));
+    for i in 0..rows {
+        let lit = |p: usize| if p % 3 == i % 3 { 200 + i % 50 } else { i % 7 };
+        let pixels: Vec<String> = (0..16).map(|p| lit(p).to_string()).collect();
+        text += &format!("{},{}\n", i % 3, pixels.join(","));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn eval_without_a_test_split_says_what_eval_reads() {
+    let dir = TempDir::new().unwrap();
+    let trained_on = dir.path().join("train.csv");
+    pixel_csv(&trained_on, 60);
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", trained_on.to_str().unwrap(), "--val-fraction", "0.2"];
+    let more = ["--schedule", "constant", "--epochs", "1", "--out", run.to_str().unwrap()];
+    let out = xent(&[&args[..], &more].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = run.to_str().unwrap();
+
+    // Another CSV file without a test.csv: no --val-fraction advice, which
+    // eval would refuse as an unexpected argument.
+    let other = dir.path().join("other").join("new.csv");
+    std::fs::create_dir(other.parent().unwrap()).unwrap();
+    pixel_csv(&other, 30);
+    let out = xent(&["eval", "--model", model, "--dataset", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(!err.contains("--val-fraction"), "{err}");
+    assert!(err.contains("new.csv has no test split to evaluate on"), "{err}");
+    assert!(err.contains("eval reads a test.csv with a label column beside it"), "{err}");
+    assert!(err.contains("leave out --dataset"), "{err}");
+
+    // Following it works.
+    pixel_csv(&other.with_file_name("test.csv"), 12);
+    let out = xent(&["eval", "--model", model, "--dataset", other.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["samples"], 12);
+
+    // An image folder without test/: the same.
+    let pets_dir = dir.path().join("pets");
+    pets(&pets_dir, 4, 1);
+    let run = dir.path().join("pets-run");
+    let args = ["train", "--dataset", pets_dir.to_str().unwrap(), "--schedule", "constant"];
+    let out = xent(&[&args[..], &["--epochs", "1", "--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_dir_all(pets_dir.join("test")).unwrap();
+    let out = xent(&["eval", "--model", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(!err.contains("--val-fraction"), "{err}");
+    assert!(
+        err.contains("eval reads a test/ or val/ folder with one sub-folder per class"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_audits_a_csv_file_without_a_test_split() {
+    let dir = TempDir::new().unwrap();
+    let csv = dir.path().join("rows.csv");
+    pixel_csv(&csv, 30);
+    let path = csv.to_str().unwrap();
+
+    // What can be audited is, with a warning instead of a refusal.
+    let out = xent(&["data", "inspect", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in ["(pixel CSV)", "classes   3: 0, 1, 2", "images    all 30", "sizes     4x4: 30"] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    let err = stderr(&out);
+    assert!(err.contains("warning: no test split: training needs --val-fraction F"), "{err}");
+    let out = xent(&["data", "inspect", path, "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["splits"].as_array().unwrap().len(), 1);
+    assert_eq!(json["splits"][0]["images"], 30);
+
+    // With a test.csv beside it, both splits; folder options stay refused.
+    pixel_csv(&csv.with_file_name("test.csv"), 6);
+    let out = xent(&["data", "inspect", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("images    train 30 | test 6"), "{}", stdout(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let out = xent(&["data", "inspect", path, "--size", "8x8"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // The help lists every kind of dataset inspect takes.
+    let help = stdout(&xent(&["data", "inspect", "--help"]));
+    for kind in ["digits", "mnist", "cifar10", "cifar100", "folder of images", "IDX", ".csv"] {
+        assert!(help.contains(kind), "{kind} not in\n{help}");
+    }
+}
+
+#[test]
+fn train_lists_the_first_skipped_entries_and_says_where_all_are() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("pets");
+    pets(&data, 3, 1);
+    for i in 0..7 {
+        std::fs::write(data.join(format!("train/cat/notes{i}.txt")), "not an image").unwrap();
+    }
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", data.to_str().unwrap(), "--epochs", "1", "--out"];
+    let out = xent(&[&args[..], &[run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Eight skipped: a count, five with their reasons, then the rest counted.
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("import skipped 8 entries")).expect(&text);
+    assert!(lines[at + 1..=at + 5].iter().all(|l| l.contains(": ")), "{text}");
+    let more = "         ... and 3 more (`xent data inspect --json` lists them all)";
+    assert_eq!(lines[at + 6], more, "{text}");
+
+    // Which it does.
+    let out = xent(&["data", "inspect", data.to_str().unwrap(), "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 8, "{json}");
+}

@@ -229,3 +229,23 @@ fn negative_infinity_masks_a_class() {
     assert_eq!(probs, vec![0.5, 0.0, 0.5]);
     assert!((num(&json["loss"]) - std::f64::consts::LN_2).abs() < 1e-6);
 }
+
+// What is refused says the rule: -inf is a logit's mask, +inf and NaN are
+// refused everywhere, and a number f32 cannot hold is out of range rather
+// than an infinity (not even -1e39 as a mask).
+#[test]
+fn refusals_of_non_finite_values_state_the_rule() {
+    let (l, t, p) = ("--logits", "--targets", "--target-probs");
+    let rule = ["a logit may be -inf, which masks its class out", "not +inf or NaN"];
+    for value in ["inf", "+inf", "nan", "NaN", "infinity"] {
+        let logits = format!("1,{value}");
+        refused(&[l, &logits, t, "0"], 2, &[&format!("{value} is not a finite number"), rule[0]]);
+        refused(&[l, &logits, t, "0"], 2, &[rule[1]]);
+    }
+    for value in ["1e39", "-1e39", "3.5e38"] {
+        let logits = format!("1,{value}");
+        refused(&[l, &logits, t, "0"], 2, &[&format!("{value} is beyond f32's range")]);
+    }
+    refused(&[l, "1,2", p, "1,-inf"], 2, &["-inf is not a finite number", "finite values only"]);
+    refused(&[l, "1,2", t, "0", "--weight", "1,nan"], 2, &["--weight takes finite values only"]);
+}

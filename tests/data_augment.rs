@@ -74,7 +74,14 @@ fn crop_moves_pixels_and_pads_with_normalised_zero() {
         let index = index_drawing(augment, 11, 1, want);
         let ds = repeated(index + 1);
         let n = norm();
-        let plan = BatchPlan { dataset: &ds, normalize: &n, augment, seed: 11, batch_size: 1 };
+        let plan = BatchPlan {
+            dataset: &ds,
+            normalize: &n,
+            augment,
+            seed: 11,
+            batch_size: 1,
+            drop_last_single: false,
+        };
         let (x, targets) = batch_of(&plan, 1, &[index]);
         assert_eq!(x.shape(), &[1, 2, 3, 3]);
         assert_eq!(targets, vec![1]);
@@ -100,7 +107,14 @@ fn flip_mirrors_rows_exactly() {
     let kept = index_drawing(augment, 5, 2, Placement::IDENTITY);
     let ds = repeated(index.max(kept) + 1);
     let n = norm();
-    let plan = BatchPlan { dataset: &ds, normalize: &n, augment, seed: 5, batch_size: 2 };
+    let plan = BatchPlan {
+        dataset: &ds,
+        normalize: &n,
+        augment,
+        seed: 5,
+        batch_size: 2,
+        drop_last_single: false,
+    };
     let (x, _) = batch_of(&plan, 2, &[index, kept]);
 
     // The flipped sample is the kept one with every row reversed.
@@ -117,7 +131,14 @@ fn flip_mirrors_rows_exactly() {
     let want = Placement { dy: 0, dx: 1, flip: true };
     let index = index_drawing(both, 5, 2, want);
     let ds = repeated(index + 1);
-    let plan = BatchPlan { dataset: &ds, normalize: &n, augment: both, seed: 5, batch_size: 1 };
+    let plan = BatchPlan {
+        dataset: &ds,
+        normalize: &n,
+        augment: both,
+        seed: 5,
+        batch_size: 1,
+        drop_last_single: false,
+    };
     let (x, _) = batch_of(&plan, 2, &[index]);
     assert_eq!(x.data(), &expected(want)[..]);
 
@@ -133,7 +154,14 @@ fn a_sample_draws_the_same_in_any_batch_and_on_any_thread() {
     let ds = &split.train;
     let n = Normalize::measure(ds);
     let augment = Augment { crop_pad: 2, flip: true };
-    let plan = BatchPlan { dataset: ds, normalize: &n, augment, seed: 3, batch_size: 4 };
+    let plan = BatchPlan {
+        dataset: ds,
+        normalize: &n,
+        augment,
+        seed: 3,
+        batch_size: 4,
+        drop_last_single: false,
+    };
 
     // Sample 5 at the front of one batch and at the back of another.
     let (a, _) = batch_of(&plan, 4, &[5, 1, 2]);
@@ -172,7 +200,14 @@ fn different_epochs_and_seeds_draw_differently() {
     // And so do whole batches of the same samples.
     let split = data::load("digits").expect("digits need no files");
     let n = Normalize::measure(&split.train);
-    let plan = BatchPlan { dataset: &split.train, normalize: &n, augment, seed: 0, batch_size: 8 };
+    let plan = BatchPlan {
+        dataset: &split.train,
+        normalize: &n,
+        augment,
+        seed: 0,
+        batch_size: 8,
+        drop_last_single: false,
+    };
     let indices: Vec<usize> = (0..8).collect();
     assert_ne!(batch_of(&plan, 1, &indices).0, batch_of(&plan, 2, &indices).0);
     assert_eq!(batch_of(&plan, 1, &indices).0, batch_of(&plan, 1, &indices).0);
@@ -193,7 +228,14 @@ fn background_loader_yields_the_inline_batches() {
     let ds = split.train.take(300);
     let n = Normalize::measure(&ds);
     let augment = Augment { crop_pad: 1, flip: true };
-    let plan = BatchPlan { dataset: &ds, normalize: &n, augment, seed: 9, batch_size: 64 };
+    let plan = BatchPlan {
+        dataset: &ds,
+        normalize: &n,
+        augment,
+        seed: 9,
+        batch_size: 64,
+        drop_last_single: false,
+    };
 
     let inline = drain(Loader::inline(plan, 2..=4).unwrap());
     let background = std::thread::scope(|s| drain(Loader::spawn(s, plan, 2..=4).unwrap()));
@@ -226,6 +268,7 @@ fn loader_errors_surface_and_end_the_run() {
         augment: Augment::NONE,
         seed: 0,
         batch_size: 1,
+        drop_last_single: false,
     };
     std::thread::scope(|s| {
         let mut loader = Loader::spawn(s, plan, 1..=3).unwrap();
@@ -313,6 +356,7 @@ fn evaluation_is_never_augmented() {
         augment: Augment::NONE,
         seed: 7,
         batch_size: 1,
+        drop_last_single: false,
     };
     assert_eq!(batch_of(&plain, 2, &indices).0, x);
 }

@@ -209,3 +209,12 @@ fn train_takes_coarse_labels_from_the_command_line() {
     assert_eq!(model.info.classes.len(), 20);
     assert_eq!(model.info.input_shape, [3, 32, 32]);
 }
+
+#[test]
+fn coarse_labels_are_refused_for_cifar10() {
+    let root = TempDir::new().unwrap();
+    write_cifar10(root.path(), 1);
+    let err = load_labels(root.path(), LabelKind::Coarse).unwrap_err();
+    assert!(matches!(err, xent::Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("--labels coarse applies to CIFAR-100 only"), "{err}");
+}

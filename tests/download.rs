@@ -222,6 +222,53 @@ fn a_checksum_mismatch_keeps_nothing() {
 }
 
 #[test]
+fn a_failed_download_over_a_damaged_copy_says_the_copy_is_still_there() {
+    let mnist = mnist_or_skip!();
+    let server = Server::start(&mnist, Fault::Corrupt);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("train-labels-idx1-ubyte.gz");
+    fs::write(&target, b"damaged").unwrap();
+
+    let err =
+        data::fetch(labels_file(), std::slice::from_ref(&server.base), dir.path(), &mut |_| {})
+            .expect_err("the copy is corrupt");
+    assert!(matches!(err, Error::Download { failed_check: true, .. }), "{err}");
+    let hint = err.hint().expect("a hint");
+    assert!(!hint.contains("nothing was kept"), "{hint}");
+    let want =
+        "the train-labels-idx1-ubyte.gz already there failed its checksum and is left as it was";
+    assert!(hint.contains(want) && hint.contains("--mirror"), "{hint}");
+    assert_eq!(fs::read(&target).unwrap(), b"damaged");
+    assert_eq!(names_in(dir.path()), ["train-labels-idx1-ubyte.gz"]);
+}
+
+#[test]
+fn a_mirror_must_be_an_http_url() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let download = ["data", "download", "mnist", "--data-dir", data_dir.to_str().unwrap()];
+    for (mirror, from_env) in
+        [("notaurl", false), ("file:///tmp/mnist/", false), ("ftp://example.org/", true)]
+    {
+        let out = match from_env {
+            false => xent(&[&download[..], &["--mirror", mirror]].concat(), root.path(), ""),
+            true => xent(&download, root.path(), mirror),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mirror}: {stderr}");
+        let want = format!("mirror {mirror:?} is not an http:// or https:// URL");
+        assert!(stderr.contains(&want), "{stderr}");
+        assert!(!stderr.contains("invalid format"), "{stderr}");
+    }
+    assert!(!data_dir.exists(), "nothing is written for a bad mirror");
+
+    // The library refuses it too, before any request.
+    let err = data::fetch(labels_file(), &["localhost:8000".into()], root.path(), &mut |_| {})
+        .expect_err("not a URL");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+#[test]
 fn a_dropped_connection_keeps_nothing() {
     let mnist = mnist_or_skip!();
     let server = Server::start(&mnist, Fault::Drop);

@@ -52,7 +52,14 @@ fn steady_state_loader_does_not_allocate() {
     let ds = Dataset::new("synthetic", images, labels, [3, 32, 32], classes, 255).unwrap();
     let norm = Normalize::measure(&ds);
     let augment = Augment { crop_pad: 4, flip: true };
-    let plan = BatchPlan { dataset: &ds, normalize: &norm, augment, seed: 1, batch_size: 128 };
+    let plan = BatchPlan {
+        dataset: &ds,
+        normalize: &norm,
+        augment,
+        seed: 1,
+        batch_size: 128,
+        drop_last_single: false,
+    };
 
     std::thread::scope(|s| {
         let mut loader = Loader::spawn(s, plan, 1..=4).unwrap();

@@ -125,8 +125,37 @@ fn run_folder_is_never_reused_without_force() {
         std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(),
         "{\"epoch\":1}\n"
     );
-    RunDir::new(dir.path(), true).unwrap().create().unwrap();
-    assert!(!dir.path().join("metrics.jsonl").exists());
+
+    // With force, the earlier run stays until the new one has saved an epoch:
+    // a writer dropped before that leaves it, and no staging folder, behind.
+    let forced = RunDir::new(dir.path(), true).unwrap();
+    let writer = forced.create().unwrap();
+    assert!(dir.path().join(".xent-new-run").is_dir());
+    drop(writer);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(),
+        "{\"epoch\":1}\n"
+    );
+    assert!(!dir.path().join(".xent-new-run").exists());
+
+    // A run diverging in its first epoch replaces nothing; one that completes
+    // an epoch replaces the earlier run's files.
+    let mut cfg = config("mlp", 1);
+    cfg.optimizer = OptimizerConfig { lr: 1e6, ..OptimizerConfig::new(OptimizerKind::Sgd) };
+    cfg.schedule = "constant".into();
+    let err = train::train(&digits(), &cfg, Some(&forced), &mut ()).unwrap_err();
+    assert!(matches!(err, Error::Diverged { epoch: 1, .. }), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(),
+        "{\"epoch\":1}\n"
+    );
+    assert!(!dir.path().join("model.safetensors").exists());
+    assert!(!dir.path().join(".xent-new-run").exists());
+    train::train(&digits(), &config("linear", 1), Some(&forced), &mut ()).unwrap();
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert!(metrics.starts_with("{\"epoch\":1,\"train_loss\""), "{metrics}");
+    assert!(Model::load(&forced.model_path()).is_ok());
+    assert!(!dir.path().join(".xent-new-run").exists());
 }
 
 #[test]

@@ -23,7 +23,9 @@ pub enum DataCommand {
 /// Options of `xent data inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Dataset: digits, mnist, fashion-mnist, kmnist, or a folder (images or IDX files).
+    /// Dataset: digits, mnist, fashion-mnist, kmnist, cifar10, cifar100 (from $XENT_DATA), a
+    /// folder of images (one sub-folder per class), a folder of MNIST-style IDX files or CIFAR
+    /// .bin files, or a pixel .csv file.
     #[arg(value_name = "PATH|NAME")]
     dataset: String,
     /// Channels to convert images to, 1 or 3 [default: the mode most images have].
@@ -52,6 +54,7 @@ pub fn parse_size(text: &str) -> std::result::Result<(usize, usize), String> {
         .and_then(|(h, w)| Some((h.trim().parse().ok()?, w.trim().parse().ok()?)));
     match parsed {
         Some((h, w)) if h > 0 && w > 0 => Ok((h, w)),
+        Some(_) => Err(format!("height and width must be at least 1, found {text:?}")),
         _ => Err(format!("expected HEIGHTxWIDTH such as 32x32, found {text:?}")),
     }
 }
@@ -199,7 +202,10 @@ pub fn print_import_report(dataset: &str, report: &ImportReport, quiet: bool) {
                 println!("         {}: {why}", show(path));
             }
             if list.len() > IMPORT_EXAMPLES {
-                println!("         ... and {} more", list.len() - IMPORT_EXAMPLES);
+                let more = list.len() - IMPORT_EXAMPLES;
+                println!(
+                    "         ... and {more} more (`xent data inspect --json` lists them all)"
+                );
             }
         }
         if !report.conversions.is_empty() {
@@ -227,5 +233,7 @@ mod tests {
         for bad in ["32", "0x4", "ax4", "4x", "-1x3"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+        let zero = parse_size("0x0").expect_err("no zero sides");
+        assert_eq!(zero, "height and width must be at least 1, found \"0x0\"");
     }
 }

@@ -29,7 +29,8 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let mut model = Model::load(&args.model)?;
     let name = args.dataset.clone().unwrap_or_else(|| model.info.dataset.clone());
-    let (split, _) = xent::data::load_with(&name, &import_options(&name, &model.info))?;
+    let (split, _) = xent::data::load_with(&name, &import_options(&name, &model.info))
+        .map_err(|e| for_eval(e, &name, &model.info))?;
     let eval = evaluate(&mut model, &split.test)?;
     let tally = &eval.tally;
 
@@ -64,10 +65,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 /// (the same held-out split, labels, channels and size); another image
 /// folder is converted to the model's channels and size, as `predict` does.
 fn import_options(name: &str, info: &ModelInfo) -> LoadOptions {
-    let canonical = |p: &str| std::fs::canonicalize(p).ok();
-    let same = name == info.dataset
-        || canonical(name).is_some_and(|path| Some(path) == canonical(&info.dataset));
-    if same {
+    if same_dataset(name, info) {
         return info.import.clone();
     }
     match info.input_shape[..] {
@@ -78,6 +76,29 @@ fn import_options(name: &str, info: &ModelInfo) -> LoadOptions {
         },
         _ => LoadOptions::default(),
     }
+}
+
+/// Says what eval reads when a dataset has no test split: the loaders'
+/// advice, `--val-fraction`, is an option of `train` only.
+fn for_eval(err: Error, name: &str, info: &ModelInfo) -> Error {
+    let Error::NoTestSplit { path, expected, .. } = err else { return err };
+    let mut detail =
+        format!("{} has no test split to evaluate on: eval reads {expected}", path.display());
+    if !same_dataset(name, info) {
+        detail += &format!(
+            "; put one there, or leave out --dataset to evaluate on the test split of {}, the \
+             model's dataset",
+            info.dataset
+        );
+    }
+    Error::NoTestSplit { path, expected, detail }
+}
+
+/// Whether `name` is the dataset the model was trained on.
+fn same_dataset(name: &str, info: &ModelInfo) -> bool {
+    let canonical = |p: &str| std::fs::canonicalize(p).ok();
+    name == info.dataset
+        || canonical(name).is_some_and(|path| Some(path) == canonical(&info.dataset))
 }
 
 /// The confusion matrix with true labels as rows, predictions as columns.

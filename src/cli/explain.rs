@@ -159,7 +159,7 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 /// Rows separated by `;`, values by `,`, all of one length and finite (a
-/// logit may also be `-inf`).
+/// logit may also be `-inf`), within f32's range.
 fn parse_rows(flag: &str, text: &str) -> Result<Vec<Vec<f32>>> {
     let mut rows = Vec::new();
     for (r, row) in text.split(';').enumerate() {
@@ -181,12 +181,26 @@ fn parse_rows(flag: &str, text: &str) -> Result<Vec<Vec<f32>>> {
 fn parse_value(flag: &str, row: usize, column: usize, text: &str) -> Result<f32> {
     let text = text.trim();
     let at = format!("{flag}: row {row}, value {column}");
+    let lower = text.to_ascii_lowercase();
+    let spelled_out = lower.contains("inf") || lower.contains("nan");
+    let logits = flag == "--logits";
     match text.parse::<f32>() {
         _ if text.is_empty() => Err(Error::arg(format!("{at} is empty"))),
         Ok(v) if v.is_finite() => Ok(v),
+        // A number such as 1e39 that f32 cannot hold is not an infinity the
+        // user meant, not even -1e39 as a mask.
+        Ok(_) if !spelled_out => Err(Error::arg(format!(
+            "{at}: {text} is beyond f32's range (magnitudes up to about 3.4e38)"
+        ))),
         // A logit of -inf masks a class out, as PyTorch allows.
-        Ok(v) if v == f32::NEG_INFINITY && flag == "--logits" => Ok(v),
-        Ok(_) => Err(Error::arg(format!("{at}: {text} is not a finite number"))),
+        Ok(v) if v == f32::NEG_INFINITY && logits => Ok(v),
+        Ok(_) if logits => Err(Error::arg(format!(
+            "{at}: {text} is not a finite number; a logit may be -inf, which masks its class \
+             out, but not +inf or NaN"
+        ))),
+        Ok(_) => Err(Error::arg(format!(
+            "{at}: {text} is not a finite number; {flag} takes finite values only"
+        ))),
         Err(_) => Err(Error::arg(format!("{at}: {text:?} is not a number"))),
     }
 }

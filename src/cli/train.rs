@@ -2,16 +2,16 @@
 //! per epoch on a terminal, plain step lines otherwise).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use xent::data::{Augment, LabelKind, LoadOptions, Normalize};
 use xent::nn::spec::PRESETS;
-use xent::optim::{OptimizerConfig, OptimizerKind};
+use xent::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use xent::train::{self, EpochMetrics, Header, Observer, RunDir, StepReport, TrainConfig};
-use xent::Result;
+use xent::{Error, Result};
 
 use super::data::{parse_size, print_import_report};
 use super::{percent, thousands};
@@ -28,7 +28,8 @@ pub struct TrainArgs {
     /// Download a named dataset first (files already present and verified are kept).
     #[arg(long)]
     download: bool,
-    /// CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).
+    /// CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses); coarse is refused for
+    /// other datasets.
     #[arg(long, value_enum, default_value_t = Labels::Fine)]
     labels: Labels,
     /// Image folders: convert every image to 1 (grey) or 3 (RGB) channels [default: the mode
@@ -53,9 +54,12 @@ pub struct TrainArgs {
     /// Passes over the training data.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// Images per step.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
+    /// Images per step, at most the number of training images [default: 64, or all the
+    /// training images when fewer]. The last batch of an epoch may be smaller; a model with bn
+    /// leaves out a last batch of a single image, which batch norm cannot train on (every epoch
+    /// leaves out another image, by the shuffle).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Learning rate: the peak of the onecycle schedule, the start of the others
     /// [default: 3e-3 for adam and adamw, 0.05 for sgd].
     #[arg(long)]
@@ -63,17 +67,20 @@ pub struct TrainArgs {
     /// Optimiser: sgd, adam or adamw.
     #[arg(long, default_value = "adam")]
     optimizer: String,
-    /// SGD momentum (ignored by adam and adamw; onecycle cycles it from 0.95 to 0.85).
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
+    /// SGD momentum [default: 0.9] (onecycle cycles it from 0.95 to 0.85). Refused for adam and
+    /// adamw: their counterpart is beta1, 0.9, which onecycle cycles the same way.
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Weight decay: L2 for sgd and adam, decoupled for adamw [default: 0, adamw 0.01].
     #[arg(long)]
     weight_decay: Option<f64>,
     /// Learning-rate schedule, stepped once per batch: onecycle[:KEY=VALUE]... (PyTorch's
     /// OneCycleLR: warm up to --lr over 30% of the steps, then anneal; it also cycles SGD
-    /// momentum or Adam's beta1), cosine[:ETA_MIN], step:STEPS[:GAMMA], or constant.
-    #[arg(long, default_value = "onecycle")]
-    schedule: String,
+    /// momentum or Adam's beta1), cosine[:ETA_MIN], step:STEPS[:GAMMA], or constant
+    /// [default: onecycle, or constant for a run too short for onecycle's phases (fewer than 4
+    /// steps), as the header then says].
+    #[arg(long)]
+    schedule: Option<String>,
     /// Label smoothing of the cross-entropy, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
@@ -84,13 +91,16 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and augmentation; same seed and threads, same run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads [default: all cores].
+    /// Worker threads [default: all cores]; more than the cores available draws a warning, as
+    /// it slows training down.
     #[arg(long)]
     threads: Option<usize>,
-    /// Run folder [default: runs/<dataset>-<model>, numbered if taken].
+    /// Run folder, created when missing [default: runs/<dataset>-<model>, numbered if taken].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Replace the run already in --out.
+    /// Replace the run already in --out. The earlier run's files stay as they are until the new
+    /// run has saved its first epoch (it trains in a hidden .xent-new-run/ sub-folder until
+    /// then), so a new run that fails or is interrupted before that loses nothing.
     #[arg(long)]
     force: bool,
     /// Print a step line every N steps when not on a terminal [default: every 2 s].
@@ -132,11 +142,12 @@ enum Labels {
 }
 
 const SPEC_HELP: &str = "\
-Model specs: layers joined by '-', arguments in parentheses.
+Model specs: layers joined by '-', arguments in parentheses, each option at most once.
   linear(OUT[,bias=false])      bare 'linear' at the end gives one score per class
   conv(OUT,K[,stride=S][,pad=P][,groups=G][,bias=false])   K, S, P may be AxB
   maxpool(K[,stride=S][,pad=P]) stride defaults to K
-  bn[(eps=E,momentum=M,affine=false)]  batch normalisation over the channels
+  bn[(eps=E,momentum=M,affine=false)]  batch normalisation over the channels; training leaves
+                                out a last batch of one image, which it cannot train on
   relu, flatten
 Presets:
   linear   = flatten-linear
@@ -151,6 +162,7 @@ Presets:
 pub fn run(args: &TrainArgs) -> Result<()> {
     let mut config = config_from(args)?;
     config.validate()?;
+    warn_about_threads(config.threads);
 
     // The run folder: as given, or the first free runs/<dataset>-<model>[-N].
     // Checked before the data is read, created only once training starts.
@@ -158,6 +170,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(out) => out.clone(),
         None => free_run_folder(&args.dataset, &args.model),
     };
+    check_out_folder(&out)?;
     let run = RunDir::new(&out, args.force)?;
 
     // The data: fetched first when asked, then read with the import options.
@@ -166,6 +179,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let (split, report) = xent::data::load_with(&args.dataset, &config.import)?;
     print_import_report(&args.dataset, &report, args.quiet);
+    check_batch_size(args, &split.train)?;
+    let note = default_schedule(args, &mut config, split.train.len())?;
     let named = xent::data::DATASETS.contains(&args.dataset.as_str());
     if let (false, Ok(absolute)) = (named, std::fs::canonicalize(&args.dataset)) {
         // A dataset given as a path is recorded absolute, so the model file
@@ -174,7 +189,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
 
     let started = Instant::now();
-    let mut printer = Printer::new(args, &config);
+    let mut printer = Printer::new(args, &config, note);
     let trained = train::train(&split, &config, Some(&run), &mut printer)?;
     printer.finish();
 
@@ -191,6 +206,67 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an --out that cannot be a folder: a file there, or in place of
+/// one of its parents, would only fail once training starts, with the
+/// operating system's terse "File exists".
+fn check_out_folder(out: &Path) -> Result<()> {
+    let Some(existing) = out.ancestors().find(|p| p.exists()) else { return Ok(()) };
+    if existing.is_dir() {
+        return Ok(());
+    }
+    let what = if existing == out {
+        format!("{} is a file", out.display())
+    } else {
+        format!("{} is a file, so {} cannot be a folder", existing.display(), out.display())
+    };
+    Err(Error::arg(format!("--out must be a folder (it is created when missing), and {what}")))
+}
+
+/// The schedule a run gets when none is given.
+const DEFAULT_SCHEDULE: &str = "onecycle";
+
+/// The batch size a run gets when none is given.
+const DEFAULT_BATCH: usize = 64;
+
+/// A batch larger than the training split would train on fewer images than
+/// asked for each step, so an explicit one is refused; the default takes
+/// all the images of a smaller split.
+fn check_batch_size(args: &TrainArgs, train: &xent::data::Dataset) -> Result<()> {
+    match args.batch_size {
+        Some(batch) if batch > train.len() => Err(Error::arg(format!(
+            "--batch-size {batch} is larger than the {} training images of {}; give at most {}",
+            train.len(),
+            args.dataset,
+            train.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces the default schedule by a constant rate when the run is too
+/// short for onecycle's warm-up and anneal, since a default must not make a
+/// valid run fail; returns the header note that says so. A schedule given
+/// with --schedule is kept, and refused when it does not fit.
+fn default_schedule(
+    args: &TrainArgs,
+    config: &mut TrainConfig,
+    train_len: usize,
+) -> Result<Option<String>> {
+    if args.schedule.is_some() {
+        return Ok(None);
+    }
+    let steps = config.epochs * config.steps_per_epoch(train_len)?;
+    if !Schedule::too_short(DEFAULT_SCHEDULE, config.optimizer.lr, steps) {
+        return Ok(None);
+    }
+    config.schedule = "constant".into();
+    Ok(Some(format!(
+        "the run's {steps} step(s) are too few for the default onecycle schedule, so the \
+         learning rate stays at {:.1e} (--schedule chooses another)",
+        config.optimizer.lr
+    )))
+}
+
 fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
     let kind: OptimizerKind = args.optimizer.parse()?;
     let lr = args.lr.unwrap_or(match kind {
@@ -202,8 +278,17 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(weight_decay) = args.weight_decay {
         optimizer.weight_decay = weight_decay;
     }
-    if kind == OptimizerKind::Sgd {
-        optimizer.momentum = args.momentum;
+    match (kind, args.momentum) {
+        (OptimizerKind::Sgd, momentum) => optimizer.momentum = momentum.unwrap_or(0.9),
+        (_, Some(momentum)) => {
+            return Err(Error::arg(format!(
+                "--momentum {momentum} is for --optimizer sgd only; {kind} has no momentum \
+                 option: its counterpart is beta1 of its betas, fixed at {} (onecycle cycles it \
+                 from 0.95 to 0.85)",
+                optimizer.betas.0
+            )));
+        }
+        (_, None) => {}
     }
     Ok(TrainConfig {
         dataset: args.dataset.clone(),
@@ -220,9 +305,9 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
         },
         model: args.model.clone(),
         epochs: args.epochs,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.unwrap_or(DEFAULT_BATCH),
         optimizer,
-        schedule: args.schedule.clone(),
+        schedule: args.schedule.clone().unwrap_or_else(|| DEFAULT_SCHEDULE.into()),
         label_smoothing: args.label_smoothing,
         seed: args.seed,
         threads: args.threads.unwrap_or_else(default_threads),
@@ -237,6 +322,20 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// More threads than cores only take turns on them: each step waits for the
+/// slowest share, so training slows down instead of speeding up. The run
+/// goes on; the user may have a reason.
+fn warn_about_threads(threads: usize) {
+    let Ok(cores) = std::thread::available_parallelism() else { return };
+    if threads > cores.get() {
+        eprintln!(
+            "warning: --threads {threads} is more than the {cores} core(s) available; the \
+             extra threads take turns on them and slow training down (leave out --threads to \
+             use one per core)"
+        );
+    }
 }
 
 /// `runs/<dataset>-<model>`, or with `-2`, `-3`, … appended when taken, so a
@@ -264,13 +363,15 @@ struct Printer {
     log_every: Option<usize>,
     last_log: f64,
     settings: String,
+    /// A line for the header about a choice made for the user.
+    note: Option<String>,
 }
 
 /// Seconds between plain step lines when no `--log-every` is given.
 const LOG_SECONDS: f64 = 2.0;
 
 impl Printer {
-    fn new(args: &TrainArgs, config: &TrainConfig) -> Printer {
+    fn new(args: &TrainArgs, config: &TrainConfig, note: Option<String>) -> Printer {
         let terminal = std::io::stdout().is_terminal();
         let mut settings = format!(
             "batch={} optimizer={} lr={:.1e} schedule={} epochs={} seed={} threads={}",
@@ -291,6 +392,7 @@ impl Printer {
             log_every: if terminal { None } else { Some(args.log_every.unwrap_or(0)) },
             last_log: 0.0,
             settings,
+            note,
         }
     }
 
@@ -317,6 +419,9 @@ impl Observer for Printer {
             h.test_len,
             self.settings
         );
+        if let Some(note) = &self.note {
+            println!("note   {note}");
+        }
     }
 
     fn on_step(&mut self, s: &StepReport) {

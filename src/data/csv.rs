@@ -264,23 +264,16 @@ fn parse_whole(cell: &str, max: u32) -> std::result::Result<u32, String> {
 ///
 /// As [`read_pixel_csv`]; [`Error::InvalidData`] for a file without a label
 /// column, a `test.csv` of another image size, or a test label outside the
-/// classes (naming its line and column); [`Error::InvalidArgument`] when
-/// there is no test part, or for a `val_fraction` outside `(0, 1)`.
+/// classes (naming its line and column); [`Error::NoTestSplit`] when there
+/// is no test part; [`Error::InvalidArgument`] for a `val_fraction` outside
+/// `(0, 1)`.
 pub fn read_csv_split(path: &Path, options: &LoadOptions) -> Result<Split> {
-    // The training file must carry labels.
-    let name = path.display().to_string();
-    let csv = read_pixel_csv(path)?;
-    let Some(labels) = csv.labels.clone() else {
-        return Err(Error::invalid(
-            path,
-            "the header has no label column, so the rows cannot be trained on; a file of \
-             pixels alone is input for `xent predict --model MODEL FILE.csv`",
-        ));
-    };
-    let k = labels.iter().max().map_or(1, |&m| m as usize + 1);
-    let shape = [1, csv.side, csv.side];
-    let all = Dataset::new(&name, csv.pixels, labels, shape, numbered_classes(k), 255)?;
+    split_csv(path, read_csv_dataset(path)?, options)
+}
 
+/// Splits `all`, the rows of the CSV file `path`, as [`read_csv_split`]
+/// describes.
+pub(crate) fn split_csv(path: &Path, all: Dataset, options: &LoadOptions) -> Result<Split> {
     // A held-out fraction when asked for, else a labelled test.csv beside it.
     if let Some(fraction) = options.val_fraction {
         return holdout_split(&all, fraction, options.seed);
@@ -291,23 +284,57 @@ pub fn read_csv_split(path: &Path, options: &LoadOptions) -> Result<Split> {
         let test = read_test_csv(&sibling, path, &all)?;
         return Ok(Split { train: all, test });
     }
-    Err(Error::arg(format!(
-        "{name} has no test split: pass --val-fraction 0.1 to hold out a stratified tenth of \
-         it for testing, or put a test.csv with a label column beside it"
-    )))
+    Err(Error::NoTestSplit {
+        path: path.into(),
+        expected: TEST_CSV.into(),
+        detail: format!(
+            "{} has no test split: pass --val-fraction 0.1 to hold out a stratified tenth of \
+             it for testing, or put {TEST_CSV}",
+            path.display()
+        ),
+    })
+}
+
+/// What the test split of a CSV file is, for messages.
+const TEST_CSV: &str = "a test.csv with a label column beside it";
+
+/// Reads a labelled pixel CSV file as one dataset named after `path`, with
+/// classes `"0"`..`"K-1"` for its largest label `K - 1`.
+///
+/// # Errors
+///
+/// As [`read_pixel_csv`]; [`Error::InvalidData`] for a file without a label
+/// column.
+pub fn read_csv_dataset(path: &Path) -> Result<Dataset> {
+    let csv = read_pixel_csv(path)?;
+    let Some(labels) = csv.labels else {
+        return Err(Error::invalid(
+            path,
+            "the header has no label column, so the rows cannot be trained on; a file of \
+             pixels alone is input for `xent predict --model MODEL FILE.csv`",
+        ));
+    };
+    let k = labels.iter().max().map_or(1, |&m| m as usize + 1);
+    let shape = [1, csv.side, csv.side];
+    let name = path.display().to_string();
+    Dataset::new(name, csv.pixels, labels, shape, numbered_classes(k), 255)
 }
 
 /// Reads `test.csv` beside `train_path` as the test part of `train`.
 fn read_test_csv(path: &Path, train_path: &Path, train: &Dataset) -> Result<Dataset> {
     let csv = read_pixel_csv(path)?;
     let (Some(labels), Some(column)) = (&csv.labels, csv.label_column) else {
-        return Err(Error::arg(format!(
-            "{} has no label column, so it cannot test {}: pass --val-fraction 0.1 to hold \
-             out a stratified tenth of {} instead",
-            path.display(),
-            train_path.display(),
-            train_path.display()
-        )));
+        return Err(Error::NoTestSplit {
+            path: train_path.into(),
+            expected: TEST_CSV.into(),
+            detail: format!(
+                "{} has no label column, so it cannot test {}: pass --val-fraction 0.1 to hold \
+                 out a stratified tenth of {} instead",
+                path.display(),
+                train_path.display(),
+                train_path.display()
+            ),
+        });
     };
 
     // Same image size, labels among the training classes.

@@ -261,6 +261,7 @@ pub fn download(
             known.join(", ")
         )));
     };
+    check_mirrors(mirrors)?;
     let dir = data_dir.join(source.name);
     let mirrors = if mirrors.is_empty() {
         source.mirrors.iter().map(|m| m.to_string()).collect()
@@ -301,19 +302,23 @@ pub fn download(
 ///
 /// # Errors
 ///
-/// [`Error::Download`] listing what went wrong at each mirror (a transfer
-/// cut short, an HTTP error, a checksum mismatch naming both checksums);
-/// [`Error::Io`] when `dir` or the file cannot be written.
+/// [`Error::InvalidArgument`] for a mirror that is not an `http://` or
+/// `https://` URL; [`Error::Download`] listing what went wrong at each
+/// mirror (a transfer cut short, an HTTP error, a checksum mismatch naming
+/// both checksums); [`Error::Io`] when `dir` or the file cannot be written.
 pub fn fetch(
     file: &RemoteFile,
     mirrors: &[String],
     dir: &Path,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<bool> {
+    check_mirrors(mirrors)?;
     fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     let target = dir.join(file.name);
 
-    // A present file is kept when it checks out.
+    // A present file is kept when it checks out; one that does not stays
+    // until a verified copy replaces it.
+    let mut failed_check = false;
     if target.is_file() {
         let mut reader = File::open(&target).map_err(|e| Error::io("opening", &target, e))?;
         let digests =
@@ -323,7 +328,10 @@ pub fn fetch(
                 on_event(&Event::Present { file: file.name });
                 return Ok(false);
             }
-            Some(reason) => on_event(&Event::Replacing { file: file.name, reason: &reason }),
+            Some(reason) => {
+                failed_check = true;
+                on_event(&Event::Replacing { file: file.name, reason: &reason });
+            }
         }
     }
 
@@ -350,7 +358,24 @@ pub fn fetch(
     if attempts.is_empty() {
         attempts.push("no mirror to download from".into());
     }
-    Err(Error::Download { file: file.name.into(), attempts })
+    Err(Error::Download { file: file.name.into(), attempts, failed_check })
+}
+
+/// Refuses a mirror that is not an `http://` or `https://` URL before any
+/// request, which would fail with the HTTP client's terse "invalid format".
+fn check_mirrors(mirrors: &[String]) -> Result<()> {
+    let is_http = |m: &str| {
+        let lower = m.to_ascii_lowercase();
+        let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+        rest.is_some_and(|host| !host.is_empty() && !host.starts_with('/'))
+    };
+    match mirrors.iter().find(|m| !is_http(m)) {
+        None => Ok(()),
+        Some(mirror) => Err(Error::arg(format!(
+            "mirror {mirror:?} is not an http:// or https:// URL; --mirror and {MIRROR_ENV} take \
+             URLs such as https://example.org/mnist/"
+        ))),
+    }
 }
 
 /// Streams `url` into `temp`, hashing on the way. The outer error is local

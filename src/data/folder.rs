@@ -355,8 +355,9 @@ pub(crate) struct Plan {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidData`] for a test class the training split lacks, or when
-/// there is neither a test split nor a held-out fraction.
+/// [`Error::InvalidData`] for a test class the training split lacks;
+/// [`Error::NoTestSplit`] when there is neither a test split nor a held-out
+/// fraction.
 pub(crate) fn plan(root: &Path, layout: &Layout, options: &LoadOptions) -> Result<Plan> {
     let classes: Vec<String> = layout.train.iter().map(|c| c.name.clone()).collect();
     let mut plan =
@@ -374,9 +375,15 @@ pub(crate) fn plan(root: &Path, layout: &Layout, options: &LoadOptions) -> Resul
         }
         (None, Some(fraction)) => hold_out(&layout.train, fraction, options.seed, &mut plan),
         (None, None) => {
-            let detail = "no test/ or val/ folder to test on; pass --val-fraction F to hold out \
-                          a fraction F of each class (e.g. 0.1)";
-            return Err(Error::invalid(root, detail));
+            return Err(Error::NoTestSplit {
+                path: root.into(),
+                expected: "a test/ or val/ folder with one sub-folder per class".into(),
+                detail: format!(
+                    "{}: no test/ or val/ folder to test on; pass --val-fraction F to hold out \
+                     a fraction F of each class (e.g. 0.1)",
+                    root.display()
+                ),
+            });
         }
     }
 
@@ -487,11 +494,12 @@ pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
 /// # Errors
 ///
 /// [`Error::InvalidArgument`] for an option out of range;
+/// [`Error::NoTestSplit`] for no test split and no `val_fraction`;
 /// [`Error::InvalidData`] naming the folder or files for: no class folders,
-/// no test split and no `val_fraction`, a test class the training split
-/// lacks, images of different sizes without `size` (examples of each size),
-/// and files that cannot be decoded unless `skip_bad` (all of them, the
-/// first [`BAD_SHOWN`] named); [`Error::Io`] when a folder cannot be listed.
+/// a test class the training split lacks, images of different sizes without
+/// `size` (examples of each size), and files that cannot be decoded unless
+/// `skip_bad` (all of them, the first [`BAD_SHOWN`] named); [`Error::Io`]
+/// when a folder cannot be listed.
 pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, ImportReport)> {
     check_options(options)?;
     let layout = scan(root)?;

@@ -5,7 +5,8 @@
 //!
 //! Image folders are audited file by file and never fail on what loading
 //! would refuse (mixed sizes, bad files, an extra test class): those become
-//! warnings. Other datasets are loaded and audited in memory.
+//! warnings. Other datasets are loaded and audited in memory; a pixel CSV
+//! file without a test split is audited whole, with a warning.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,12 +15,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::csv::{is_csv_path, read_csv_dataset, split_csv};
 use super::folder::{
     check_options, common_channels, decode, headers, probe_files, relative, scan, target_name,
     ClassDir, Layout, Probe, Target,
 };
-use super::{is_image_folder, load_with, Dataset, ImportReport, LoadOptions, Split, DATASETS};
-use crate::Result;
+use super::named::only_for_folders;
+use super::{detect_cifar, is_image_folder, load_with, Dataset, ImportReport, LoadOptions};
+use super::{Split, DATASETS};
+use crate::{Error, Result};
 
 /// A file, and why it was passed over or what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -74,12 +78,13 @@ pub struct Leak {
 /// What `xent data inspect` reports.
 ///
 /// Paths are relative to the dataset folder; images of datasets read from
-/// other formats are named `train #i`, `test #i` (0-based).
+/// other formats are named `train #i`, `test #i` (`all #i` for a CSV file
+/// without a test split; 0-based).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Inspection {
     /// The name or path given.
     pub dataset: String,
-    /// `image folder`, `IDX` or `embedded`.
+    /// `image folder`, `IDX`, `CIFAR binary`, `pixel CSV` or `embedded`.
     pub format: String,
     /// The class map: label `k` is `classes[k]`.
     pub classes: Vec<String>,
@@ -124,21 +129,67 @@ pub struct Inspection {
 /// folders; as [`inspect_folder`] for image folders.
 pub fn inspect(name_or_path: &str, options: &LoadOptions) -> Result<Inspection> {
     let path = Path::new(name_or_path);
-    if !DATASETS.contains(&name_or_path) && is_image_folder(path) {
+    let named = DATASETS.contains(&name_or_path);
+    if !named && is_image_folder(path) {
         return inspect_folder(path, options);
     }
+    if !named && is_csv_path(name_or_path) {
+        return inspect_csv(path, options);
+    }
     let (split, report) = load_with(name_or_path, options)?;
-    let format = if name_or_path == "digits" { "embedded" } else { "IDX" };
+    let format = match name_or_path {
+        "digits" => "embedded",
+        "cifar10" | "cifar100" => "CIFAR binary",
+        _ if detect_cifar(path).is_some() => "CIFAR binary",
+        _ => "IDX",
+    };
     Ok(inspect_split(name_or_path, format, &split, &report))
 }
 
+/// Audits a pixel CSV file: its split as training would make it, or, when
+/// it has no test split, all its rows with a warning (as a folder without
+/// `test/`), since that is for training to refuse, not for an audit.
+fn inspect_csv(path: &Path, options: &LoadOptions) -> Result<Inspection> {
+    // The folder options were refused by load_with for a CSV file; so here.
+    only_for_folders(&path.display().to_string(), options)?;
+    let all = read_csv_dataset(path)?;
+    let name = path.display().to_string();
+    let report = ImportReport::default();
+    match split_csv(path, all.clone(), options) {
+        Ok(split) => Ok(inspect_split(&name, CSV_FORMAT, &split, &report)),
+        Err(Error::NoTestSplit { expected, .. }) => {
+            let mut inspection = inspect_parts(&name, CSV_FORMAT, &[("all", &all)], &report);
+            inspection.warnings.push(format!(
+                "no test split: training needs --val-fraction F to hold out a fraction of each \
+                 class, or {expected}"
+            ));
+            Ok(inspection)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The format name of pixel CSV files in an [`Inspection`].
+const CSV_FORMAT: &str = "pixel CSV";
+
 /// Audits a dataset already in memory, with the report of its import.
 pub fn inspect_split(name: &str, format: &str, split: &Split, report: &ImportReport) -> Inspection {
-    let [c, h, w] = split.train.sample_shape();
-    let parts = [("train", &split.train), ("test", &split.test)];
-    let images = split.train.len() + split.test.len();
-    let hists = histograms(&split.train);
-    let (mean, std) = moments(&hists, split.train.max_value());
+    inspect_parts(name, format, &[("train", &split.train), ("test", &split.test)], report)
+}
+
+/// Audits the named parts of a dataset: the first is the training split
+/// (its pixels give the statistics), the second, if any, the test split.
+fn inspect_parts(
+    name: &str,
+    format: &str,
+    parts: &[(&str, &Dataset)],
+    report: &ImportReport,
+) -> Inspection {
+    let train = parts[0].1;
+    let [c, h, w] = train.sample_shape();
+    let images = parts.iter().map(|(_, ds)| ds.len()).sum();
+    let hists = histograms(train);
+    let (mean, std) = moments(&hists, train.max_value());
 
     // Identical images by a hash of their pixels.
     let hashes: Vec<Vec<[u8; 32]>> = parts
@@ -147,12 +198,11 @@ pub fn inspect_split(name: &str, format: &str, split: &Split, report: &ImportRep
             (0..ds.len()).into_par_iter().map(|i| Sha256::digest(ds.image(i)).into()).collect()
         })
         .collect();
-    let train_name = |i: usize| format!("train #{i}");
-    let test_name = |i: usize| format!("test #{i}");
-    let (leaks, duplicates) = duplicates(
-        &[("train", optional(&hashes[0])), ("test", optional(&hashes[1]))],
-        &[&train_name, &test_name],
-    );
+    let train_name = |i: usize| format!("{} #{i}", parts[0].0);
+    let test_name = |i: usize| format!("{} #{i}", parts.get(1).map_or("test", |p| p.0));
+    let hashed: Vec<(&str, Vec<Option<&[u8; 32]>>)> =
+        parts.iter().zip(&hashes).map(|((name, _), hashes)| (*name, optional(hashes))).collect();
+    let (leaks, duplicates) = duplicates(&hashed, &[&train_name, &test_name]);
 
     let note = |(path, reason): &(std::path::PathBuf, String)| FileNote {
         path: path.display().to_string(),
@@ -161,13 +211,13 @@ pub fn inspect_split(name: &str, format: &str, split: &Split, report: &ImportRep
     Inspection {
         dataset: name.into(),
         format: format.into(),
-        classes: split.train.classes().to_vec(),
+        classes: train.classes().to_vec(),
         splits: parts.iter().map(|(name, ds)| summary(name, ds)).collect(),
         sizes: vec![SizeCount { height: h, width: w, images }],
         modes: BTreeMap::from([(mode_name(c), images)]),
         channels: c,
         conversions: report.conversions.clone(),
-        max_value: split.train.max_value(),
+        max_value: train.max_value(),
         mean,
         std,
         skipped: report.skipped.iter().map(note).collect(),

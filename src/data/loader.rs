@@ -198,14 +198,19 @@ pub struct BatchPlan<'a> {
     pub seed: u64,
     /// Samples per batch; the last batch of an epoch may be shorter.
     pub batch_size: usize,
+    /// Leave out an epoch's last batch when it would hold a single sample,
+    /// as a model with batch norm needs (see [`samples_per_epoch`]).
+    pub drop_last_single: bool,
 }
 
-/// Samples trained on per epoch out of `len`: all of them, except that a last
-/// batch of a single sample is dropped. Batch statistics (BatchNorm) are
-/// undefined for one sample, and PyTorch refuses such a batch; which sample
-/// is left out changes from epoch to epoch with the shuffle.
-pub fn samples_per_epoch(len: usize, batch_size: usize) -> usize {
-    if len > 1 && batch_size > 1 && len % batch_size == 1 {
+/// Samples trained on per epoch out of `len`: all of them, as PyTorch's
+/// `DataLoader` gives them, except that with `drop_last_single` a last batch
+/// of a single sample is dropped. That is for models with batch norm: batch
+/// statistics are undefined for one sample, and PyTorch refuses such a
+/// batch in training. Which sample is left out changes from epoch to epoch
+/// with the shuffle.
+pub fn samples_per_epoch(len: usize, batch_size: usize, drop_last_single: bool) -> usize {
+    if drop_last_single && len > 1 && batch_size > 1 && len % batch_size == 1 {
         len - 1
     } else {
         len
@@ -215,7 +220,7 @@ pub fn samples_per_epoch(len: usize, batch_size: usize) -> usize {
 impl BatchPlan<'_> {
     /// Samples trained on per epoch; see [`samples_per_epoch`].
     pub fn samples_per_epoch(&self) -> usize {
-        samples_per_epoch(self.dataset.len(), self.batch_size)
+        samples_per_epoch(self.dataset.len(), self.batch_size, self.drop_last_single)
     }
 
     /// Batches per epoch.
@@ -479,6 +484,17 @@ mod tests {
         let ds = Dataset::new("t", vec![3; 4], vec![0, 0], [1, 1, 2], numbered_classes(1), 4)
             .expect("valid dataset");
         assert_eq!(Normalize::measure(&ds).std, vec![1.0]);
+    }
+
+    #[test]
+    fn a_last_batch_of_one_is_dropped_only_when_asked() {
+        // 7 = 2 · 3 + 1: the batch of one goes only for batch norm's sake.
+        assert_eq!(samples_per_epoch(7, 3, false), 7);
+        assert_eq!(samples_per_epoch(7, 3, true), 6);
+        // Nothing to drop: a remainder of 2, batches of one, a single sample.
+        assert_eq!(samples_per_epoch(8, 3, true), 8);
+        assert_eq!(samples_per_epoch(7, 1, true), 7);
+        assert_eq!(samples_per_epoch(1, 3, true), 1);
     }
 
     #[test]

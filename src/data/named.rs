@@ -9,7 +9,8 @@ use super::cifar::{CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
 use super::csv::{is_csv_path, read_csv_split};
 use super::folder::{is_image_folder, read_image_folder};
 use super::{
-    digits_split, idx::read_idx_split, numbered_classes, ImportReport, LoadOptions, Split,
+    digits_split, idx::read_idx_split, numbered_classes, ImportReport, LabelKind, LoadOptions,
+    Split,
 };
 use crate::{Error, Result};
 use std::env;
@@ -132,6 +133,7 @@ pub fn load_from_with(
     options: &LoadOptions,
 ) -> Result<(Split, ImportReport)> {
     let plain = |split: Split| (split, ImportReport::default());
+    coarse_only_for_cifar100(name_or_path, options)?;
 
     // Image folders are the one format with import options of their own.
     let path = Path::new(name_or_path);
@@ -183,7 +185,7 @@ pub fn load_from_with(
 
 /// Refuses the options only image folders use instead of ignoring them: a
 /// `--size` that silently did nothing would train on other images than asked.
-fn only_for_folders(name: &str, options: &LoadOptions) -> Result<()> {
+pub(crate) fn only_for_folders(name: &str, options: &LoadOptions) -> Result<()> {
     let given: Vec<&str> = [
         (options.channels.is_some(), "--channels"),
         (options.size.is_some(), "--size"),
@@ -199,6 +201,25 @@ fn only_for_folders(name: &str, options: &LoadOptions) -> Result<()> {
         "{} applies to image folders only, and {name} is not one (PNG or JPEG files in one \
          sub-folder per class)",
         given.join(" and ")
+    )))
+}
+
+/// Refuses CIFAR-100's coarse labels for any other dataset, which has one
+/// set of labels: a run would record an option that changed nothing.
+fn coarse_only_for_cifar100(name: &str, options: &LoadOptions) -> Result<()> {
+    if options.labels == LabelKind::Fine {
+        return Ok(());
+    }
+    let kind = match DATASETS.contains(&name) {
+        true => CifarKind::from_name(name),
+        false => detect_cifar(Path::new(name)),
+    };
+    if kind == Some(CifarKind::Cifar100) {
+        return Ok(());
+    }
+    Err(Error::arg(format!(
+        "--labels coarse applies to CIFAR-100 only (its 20 superclasses), and {name} is not \
+         CIFAR-100"
     )))
 }
 

@@ -127,6 +127,12 @@ impl ModelSpec {
         Ok(ModelSpec { text: text.to_string(), layers })
     }
 
+    /// Whether the model has a batch-norm layer, which cannot train on a
+    /// batch of one sample.
+    pub fn has_batch_norm(&self) -> bool {
+        self.layers.iter().any(|layer| matches!(layer, LayerSpec::BatchNorm { .. }))
+    }
+
     /// Builds the network for samples of `input_shape` (`[c, h, w]`) and
     /// `classes` outputs, drawing initial weights from `rng`.
     ///
@@ -199,6 +205,11 @@ pub fn preset_names() -> String {
     PRESETS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
 }
 
+/// Whether a whole number failed to parse only for being too large.
+fn is_overflow(e: &std::num::ParseIntError) -> bool {
+    *e.kind() == std::num::IntErrorKind::PosOverflow
+}
+
 /// Splits at `-` outside parentheses.
 fn split_layers(text: &str) -> std::result::Result<Vec<&str>, String> {
     let mut tokens = Vec::new();
@@ -247,6 +258,10 @@ impl<'a> Args<'a> {
         let mut args = Args { layer: token, positional: Vec::new(), named: Vec::new() };
         for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=') {
+                // A repeated option would otherwise silently lose one value.
+                Some((key, _)) if args.named.iter().any(|(k, _)| *k == key.trim()) => {
+                    return Err(format!("`{token}`: option `{}` is given twice", key.trim()));
+                }
                 Some((key, value)) => args.named.push((key.trim(), value.trim())),
                 None if args.named.is_empty() => args.positional.push(part),
                 None => return Err(format!("`{token}`: positional `{part}` after a named one")),
@@ -268,12 +283,13 @@ impl<'a> Args<'a> {
     }
 
     fn named(&self, key: &str) -> Option<&'a str> {
-        self.named.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.named.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
     fn size(&self, text: &str) -> std::result::Result<usize, String> {
         match text.parse::<usize>() {
             Ok(v) if v > 0 => Ok(v),
+            Err(e) if is_overflow(&e) => Err(self.too_large(text)),
             _ => Err(format!("`{}`: `{text}` is not a positive integer", self.layer)),
         }
     }
@@ -281,12 +297,18 @@ impl<'a> Args<'a> {
     fn pair(&self, text: &str, allow_zero: bool) -> std::result::Result<[usize; 2], String> {
         let parse = |t: &str| match t.parse::<usize>() {
             Ok(v) if v > 0 || allow_zero => Ok(v),
+            Err(e) if is_overflow(&e) => Err(self.too_large(t)),
             _ => Err(format!("`{}`: `{text}` is not a size like 3 or 3x2", self.layer)),
         };
         match text.split_once('x') {
             Some((a, b)) => Ok([parse(a)?, parse(b)?]),
             None => parse(text).map(|v| [v, v]),
         }
+    }
+
+    /// The message for a whole number beyond what a size can be.
+    fn too_large(&self, text: &str) -> String {
+        format!("`{}`: `{text}` is too large for a size", self.layer)
     }
 
     /// `key`'s value as a number in `range`, or `default` when absent.
@@ -517,6 +539,10 @@ mod tests {
             ("bn(momentum=1.5)-flatten-linear", "momentum=1.5 is not a number"),
             ("bn(affine=no)-flatten-linear", "affine=no is not true or false"),
             ("bn(gamma=1)-flatten-linear", "unknown option `gamma`"),
+            ("conv(4,3,pad=1,pad=2)-flatten-linear", "option `pad` is given twice"),
+            ("flatten-linear(99999999999999999999)", "`99999999999999999999` is too large"),
+            ("conv(4,99999999999999999999x3)-flatten-linear", "is too large for a size"),
+            ("bn(eps=0.1,eps=0.1)-flatten-linear", "option `eps` is given twice"),
         ];
         for (text, want) in cases {
             let result = ModelSpec::parse(text)

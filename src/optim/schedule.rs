@@ -115,6 +115,17 @@ impl Schedule {
         Ok(schedule)
     }
 
+    /// Whether `spec` is refused for a run of `total_steps` only because
+    /// the run is too short: it parses for a long enough run. A onecycle
+    /// whose phases cannot fit into a few steps is; a bad key or value,
+    /// which no run length fixes, is not.
+    pub fn too_short(spec: &str, base_lr: f64, total_steps: usize) -> bool {
+        // 2⁴⁰ steps: longer than any run, and exact in the f64 phase ends.
+        const LONG_RUN: usize = 1 << 40;
+        let fails = Schedule::parse(spec, base_lr, total_steps).is_err();
+        fails && total_steps < LONG_RUN && Schedule::parse(spec, base_lr, LONG_RUN).is_ok()
+    }
+
     /// Checks the schedule's parameters.
     ///
     /// # Errors
@@ -491,6 +502,20 @@ mod tests {
         assert!(err.contains("phase would end at step 0"), "{err}");
         assert!(Schedule::parse("onecycle", 0.1, 1).is_err());
         assert!(Schedule::parse("onecycle:pct_start=0.5:three_phase=true", 0.1, 10).is_ok());
+    }
+
+    #[test]
+    fn too_short_is_only_about_the_run_length() {
+        // Onecycle needs 4 steps for its default phases, and pct_start=0.1 40.
+        assert!(Schedule::too_short("onecycle", 0.1, 2));
+        assert!(Schedule::too_short("onecycle", 0.1, 3));
+        assert!(!Schedule::too_short("onecycle", 0.1, 4));
+        assert!(Schedule::too_short("onecycle:pct_start=0.1", 0.1, 10));
+        // Values no run length makes right.
+        for spec in ["step:0", "cosine:-1", "onecycle:pct_start=2", "onecycle:foo=1", "warmup"] {
+            assert!(!Schedule::too_short(spec, 0.1, 2), "{spec}");
+        }
+        assert!(!Schedule::too_short("onecycle:pct_start=0", 0.1, 2));
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod run;
 
 pub use eval::{evaluate, Evaluation};
 pub use metrics::{in_top_k, Tally};
-pub use run::{EpochMetrics, RunDir};
+pub use run::{EpochMetrics, RunDir, RunWriter};
 
 use std::time::Instant;
 
@@ -92,6 +92,25 @@ impl TrainConfig {
             validate_normalize(norm)?;
         }
         self.optimizer.validate()
+    }
+
+    /// Optimiser steps per epoch on `train_len` training samples: batches of
+    /// `batch_size`, the last one shorter, and without a last batch of one
+    /// sample when the model has batch norm (see
+    /// [`samples_per_epoch`](crate::data::samples_per_epoch)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spec`] when the model spec does not parse.
+    pub fn steps_per_epoch(&self, train_len: usize) -> Result<usize> {
+        let spec = ModelSpec::parse(&self.model)?;
+        Ok(self.epoch_size(train_len, &spec).1)
+    }
+
+    /// Samples and steps per epoch on `train_len` samples with `spec`.
+    fn epoch_size(&self, train_len: usize, spec: &ModelSpec) -> (usize, usize) {
+        let samples = samples_per_epoch(train_len, self.batch_size, spec.has_batch_norm());
+        (samples, samples.div_ceil(self.batch_size.max(1)))
     }
 }
 
@@ -187,7 +206,8 @@ impl Trained {
 /// Trains a model on `split.train`, evaluating on `split.test` after each
 /// epoch. With a `run` folder, creates it once the model and options are
 /// known to be good, writes `config.json`, then a metrics line and the model
-/// after every epoch.
+/// after every epoch. A run folder that holds an earlier run keeps it until
+/// this run's first epoch is saved (see [`RunDir::create`]).
 ///
 /// # Errors
 ///
@@ -237,21 +257,22 @@ fn train_in_pool(
     let spec = ModelSpec::parse(&config.model)?;
     let net = spec.build(&shape, classes, &mut Rng::new(config.seed, INIT_STREAM))?;
     let mut optimizer = config.optimizer.build()?;
-    let samples_per_epoch = samples_per_epoch(train_set.len(), config.batch_size);
-    let steps_per_epoch = samples_per_epoch.div_ceil(config.batch_size);
+    let (samples_per_epoch, steps_per_epoch) = config.epoch_size(train_set.len(), &spec);
     let total_steps = config.epochs * steps_per_epoch;
-    let schedule = Schedule::parse(&config.schedule, config.optimizer.lr, total_steps).map_err(
-        |e| match e {
-            // Say where the step count comes from: a small dataset with the
-            // default batch size has fewer steps than the user may think.
-            Error::InvalidArgument(why) => Error::arg(format!(
+    let lr = config.optimizer.lr;
+    let schedule = Schedule::parse(&config.schedule, lr, total_steps).map_err(|e| match e {
+        // Say where the step count comes from when the run is too short for
+        // the schedule: a small dataset with the default batch size has fewer
+        // steps than the user may think.
+        Error::InvalidArgument(why) if Schedule::too_short(&config.schedule, lr, total_steps) => {
+            Error::arg(format!(
                 "{why} (this run has {total_steps} step(s): {} epoch(s) of {steps_per_epoch} \
                  batch(es); more epochs, a smaller --batch-size or --schedule constant fit)",
                 config.epochs
-            )),
-            other => other,
-        },
-    )?;
+            ))
+        }
+        other => other,
+    })?;
     let normalize = match &config.normalize {
         Some(given) if given.channels() != shape[0] => {
             return Err(Error::arg(format!(
@@ -275,9 +296,9 @@ fn train_in_pool(
         training: serde_json::Value::Null,
     };
     let mut model = Model { net, info };
-    if let Some(run) = run {
-        run.create()?;
-        run.write_config(config)?;
+    let mut writer = run.map(RunDir::create).transpose()?;
+    if let Some(writer) = &writer {
+        writer.write_config(config)?;
     }
     observer.on_start(&Header {
         spec: model.info.spec.clone(),
@@ -301,6 +322,7 @@ fn train_in_pool(
         augment: config.augment,
         seed: config.seed,
         batch_size: config.batch_size,
+        drop_last_single: spec.has_batch_norm(),
     };
     std::thread::scope(|scope| -> Result<Trained> {
         let epochs = 1..=config.epochs;
@@ -368,9 +390,8 @@ fn train_in_pool(
             };
             history.push(metrics.clone());
             model.info.training = training_summary(config, &history);
-            if let Some(run) = run {
-                run.append_metrics(&metrics)?;
-                run.save_model(&model)?;
+            if let Some(writer) = &mut writer {
+                writer.save_epoch(&metrics, &model)?;
             }
             observer.on_epoch(&metrics);
         }
