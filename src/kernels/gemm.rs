@@ -115,7 +115,8 @@ impl Gemm {
             let panels = m.div_ceil(MR);
             let per_task = panels.div_ceil(2 * rayon::current_num_threads()).max(1);
             let packed = &*packed;
-            c.par_chunks_mut(per_task * MR * n).enumerate().for_each(|(t, c_rows)| {
+            let tasks = c.par_chunks_mut(per_task * MR * n).enumerate().with_max_len(1);
+            tasks.for_each(|(t, c_rows)| {
                 let first = t * per_task;
                 let last = (first + per_task).min(panels);
                 gemm_packed_panels(packed, first..last, b, n, n, c_rows, n, self.accumulate);

@@ -232,8 +232,10 @@ impl Conv2d {
     /// chunk's scratch. The split depends only on `n` and the thread count,
     /// so results do too.
     fn prepare_chunks(&mut self, n: usize) -> usize {
-        // A few chunks per thread, so that a thread slowed by another process
-        // leaves its share to be stolen instead of holding up the step.
+        // A few chunks per thread, each run as a task of its own, so that a
+        // thread slowed by another process leaves its share to be stolen
+        // instead of holding up the step (left to itself, rayon would hand
+        // each thread half of the chunks as one task).
         let threads = rayon::current_num_threads();
         let parts = if threads == 1 { 1 } else { 4 * threads }.clamp(1, n.max(1));
         let plan = self.plan.as_ref().expect("planned before chunks are sized");
@@ -330,10 +332,11 @@ impl Layer for Conv2d {
             return;
         }
 
-        // Each chunk of images, one image at a time.
+        // Each chunk of images, one image at a time; every chunk a task of
+        // its own (see `prepare_chunks`).
         let xs = x.data().par_chunks(per_chunk * x_len);
         let ys = y.data_mut().par_chunks_mut(per_chunk * y_len);
-        xs.zip(ys).zip(chunks).for_each(|((xs, ys), chunk)| {
+        xs.zip(ys).zip(chunks).with_max_len(1).for_each(|((xs, ys), chunk)| {
             for (x, y) in xs.chunks(x_len).zip(ys.chunks_mut(y_len)) {
                 conv_image(plan, packed, bias, x, y, chunk, relu_after);
             }
@@ -369,11 +372,12 @@ impl Layer for Conv2d {
         match dx {
             Some(dx) => {
                 let dxs = dx.data_mut().par_chunks_mut(per_chunk * x_len);
-                let jobs = xs.zip(dys).zip(dxs).zip(chunks);
+                let jobs = xs.zip(dys).zip(dxs).zip(chunks).with_max_len(1);
                 jobs.for_each(|(((xs, dys), dxs), chunk)| job(xs, dys, Some(dxs), chunk));
             }
             None => {
-                xs.zip(dys).zip(chunks).for_each(|((xs, dys), chunk)| job(xs, dys, None, chunk))
+                let jobs = xs.zip(dys).zip(chunks).with_max_len(1);
+                jobs.for_each(|((xs, dys), chunk)| job(xs, dys, None, chunk))
             }
         }
 

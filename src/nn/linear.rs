@@ -100,7 +100,8 @@ impl Layer for Linear {
             return;
         }
         let per_task = n.div_ceil(2 * rayon::current_num_threads()).max(1);
-        out.par_chunks_mut(per_task * fan_out).enumerate().for_each(|(t, rows)| {
+        let tasks = out.par_chunks_mut(per_task * fan_out).enumerate().with_max_len(1);
+        tasks.for_each(|(t, rows)| {
             let first = t * per_task;
             gemm_nt_rows(x.data(), weight, dims, first..(first + per_task).min(n), rows, true);
             finish(rows);

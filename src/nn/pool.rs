@@ -41,9 +41,10 @@ impl MaxPool2d {
     }
 }
 
-/// Planes per task: enough that a task reads about 64 KiB, so one image's
-/// few small planes (inference latency) stay on one thread instead of paying
-/// more to hand out than to pool.
+/// Planes per task, at least: enough that a task reads about 64 KiB, so one
+/// image's few small planes (inference latency) stay on one thread instead
+/// of paying more to hand out than to pool. At most four times that, so a
+/// thread slowed by another process holds up little when it stops mid-task.
 fn planes_per_task(plane_in: usize) -> usize {
     (16 * 1024 / plane_in.max(1)).max(1)
 }
@@ -76,12 +77,12 @@ impl Layer for MaxPool2d {
         let ys = y.data_mut().par_chunks_mut(plane_out);
         let planes = planes_per_task(plane_in);
         if mode == Mode::Eval {
-            let jobs = xs.zip(ys).with_min_len(planes);
+            let jobs = xs.zip(ys).with_min_len(planes).with_max_len(4 * planes);
             jobs.for_each(|(x, y)| maxpool_plane(&g, x, y, None));
             return;
         }
         let argmax = self.argmax.par_chunks_mut(plane_out);
-        let jobs = xs.zip(ys).zip(argmax).with_min_len(planes);
+        let jobs = xs.zip(ys).zip(argmax).with_min_len(planes).with_max_len(4 * planes);
         jobs.for_each(|((x, y), a)| maxpool_plane(&g, x, y, Some(a)));
     }
 
@@ -93,7 +94,8 @@ impl Layer for MaxPool2d {
         let dxs = dx.data_mut().par_chunks_mut(plane_in);
         let jobs = dxs.zip(dy.data().par_chunks(plane_out)).zip(self.argmax.par_chunks(plane_out));
         let relu_before = self.relu_before;
-        let jobs = jobs.with_min_len(planes_per_task(plane_in));
+        let planes = planes_per_task(plane_in);
+        let jobs = jobs.with_min_len(planes).with_max_len(4 * planes);
         let disjoint = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (2, 2, 2, 2, 0, 0);
         jobs.zip(y.data().par_chunks(plane_out)).for_each(|(((dx, dy), argmax), y)| {
             // Through a ReLU before the pooling, a gradient reaches its
