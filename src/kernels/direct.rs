@@ -409,26 +409,8 @@ pub fn available() -> bool {
 mod wide {
     use std::ops::Range;
 
-    use super::super::simd::{put_tile, Avx2, Avx512, Simd};
+    use super::super::simd::{per_width, put_tile, Simd};
     use super::{Layout, PackedA, Run, Store, MAX_RUNS, MR, TAPS_PER_BLOCK};
-
-    /// Expands to one entry point per vector width for a generic kernel:
-    /// the kernel is inlined into a function compiled for that width.
-    macro_rules! per_width {
-        ($kernel:ident, $avx2:ident, $avx512:ident, ($($arg:ident: $ty:ty),*)) => {
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn $avx2($($arg: $ty),*) {
-                $kernel::<Avx2>($($arg),*)
-            }
-
-            #[target_feature(enable = "avx512f,avx512vl")]
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn $avx512($($arg: $ty),*) {
-                $kernel::<Avx512>($($arg),*)
-            }
-        };
-    }
 
     per_width!(conv_rows, conv_rows_avx2, conv_rows_avx512, (
         w: &PackedA,

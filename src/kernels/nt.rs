@@ -49,8 +49,8 @@ fn run(
     // row the kernel reads and every entry it writes.
     #[cfg(target_arch = "x86_64")]
     match level {
-        Level::Avx512 => return unsafe { wide::gemm_nt_avx512(a, b, (n, k), rows, c, accumulate) },
-        Level::Avx2 => return unsafe { wide::gemm_nt_avx2(a, b, (n, k), rows, c, accumulate) },
+        Level::Avx512 => return unsafe { wide::gemm_nt_avx512(a, b, n, k, rows, c, accumulate) },
+        Level::Avx2 => return unsafe { wide::gemm_nt_avx2(a, b, n, k, rows, c, accumulate) },
         Level::Portable => {}
     }
     for (i, c_row) in rows.zip(c.chunks_mut(n)) {
@@ -66,38 +66,42 @@ fn run(
 mod wide {
     use std::ops::Range;
 
-    use super::super::simd::{Avx2, Avx512, Simd};
+    use super::super::simd::{per_width, Simd};
     use super::B_BLOCK_BYTES;
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemm_nt_avx2(
+    per_width!(gemm_nt, gemm_nt_avx2, gemm_nt_avx512, (
         a: &[f32],
         b: &[f32],
-        (n, k): (usize, usize),
+        n: usize,
+        k: usize,
         rows: Range<usize>,
         c: &mut [f32],
-        accumulate: bool,
-    ) {
-        // Twelve of the sixteen registers accumulate.
-        gemm_nt::<Avx2, 3, 4>(a, b, n, k, rows, c, accumulate)
-    }
+        accumulate: bool
+    ));
 
-    #[target_feature(enable = "avx512f,avx512vl")]
-    pub(super) unsafe fn gemm_nt_avx512(
+    #[inline(always)]
+    unsafe fn gemm_nt<S: Simd>(
         a: &[f32],
         b: &[f32],
-        (n, k): (usize, usize),
+        n: usize,
+        k: usize,
         rows: Range<usize>,
         c: &mut [f32],
         accumulate: bool,
     ) {
-        // Twenty-four of the thirty-two: ten loads feed twenty-four FMAs.
-        gemm_nt::<Avx512, 4, 6>(a, b, n, k, rows, c, accumulate)
+        if S::LANES >= 16 {
+            // Twenty-four of the thirty-two registers accumulate: ten loads
+            // feed twenty-four FMAs.
+            gemm_nt_tiles::<S, 4, 6>(a, b, n, k, rows, c, accumulate)
+        } else {
+            // Twelve of the sixteen.
+            gemm_nt_tiles::<S, 3, 4>(a, b, n, k, rows, c, accumulate)
+        }
     }
 
     /// Tiles of `TA` rows of `a` by `TB` rows of `b`.
     #[inline(always)]
-    unsafe fn gemm_nt<S: Simd, const TA: usize, const TB: usize>(
+    unsafe fn gemm_nt_tiles<S: Simd, const TA: usize, const TB: usize>(
         a: &[f32],
         b: &[f32],
         n: usize,

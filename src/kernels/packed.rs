@@ -175,15 +175,13 @@ fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod wide {
-    use super::super::simd::{put_tile, Avx2, Avx512, Simd};
+    use super::super::simd::{per_width, put_tile, Simd};
     use super::{PackedA, Range, KC, MR};
 
     /// Vectors per row of a tile: a tile is `MR × 2·LANES` of `c`.
     const V: usize = 2;
 
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm_avx2(
+    per_width!(gemm, gemm_avx2, gemm_avx512, (
         a: &PackedA,
         panels: Range<usize>,
         b: &[f32],
@@ -191,25 +189,8 @@ mod wide {
         n: usize,
         c: &mut [f32],
         ldc: usize,
-        accumulate: bool,
-    ) {
-        gemm::<Avx2>(a, panels, b, ldb, n, c, ldc, accumulate)
-    }
-
-    #[target_feature(enable = "avx512f,avx512vl")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm_avx512(
-        a: &PackedA,
-        panels: Range<usize>,
-        b: &[f32],
-        ldb: usize,
-        n: usize,
-        c: &mut [f32],
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        gemm::<Avx512>(a, panels, b, ldb, n, c, ldc, accumulate)
-    }
+        accumulate: bool
+    ));
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]

@@ -216,6 +216,28 @@ pub(super) unsafe fn put_tile<S: Simd, const V: usize>(
     }
 }
 
+/// Expands to one entry point per vector width for a kernel generic over
+/// [`Simd`]: `$avx2` and `$avx512` call `$kernel` inlined into a function
+/// compiled for that width.
+#[cfg(target_arch = "x86_64")]
+macro_rules! per_width {
+    ($kernel:ident, $avx2:ident, $avx512:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn $avx2($($arg: $ty),*) {
+            $kernel::<$crate::kernels::simd::Avx2>($($arg),*)
+        }
+
+        #[target_feature(enable = "avx512f,avx512vl")]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn $avx512($($arg: $ty),*) {
+            $kernel::<$crate::kernels::simd::Avx512>($($arg),*)
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(super) use per_width;
+
 #[cfg(target_arch = "x86_64")]
 pub(super) use x86::{Avx2, Avx512};
 
