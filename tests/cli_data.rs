@@ -335,3 +335,87 @@ fn train_lists_the_first_skipped_entries_and_says_where_all_are() {
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["skipped"].as_array().unwrap().len(), 8, "{json}");
 }
+
+/// `train/` and `test/` with `train` and `test` 8×8 images of each of the
+/// classes cat, dog and ship; image `i` of class `k` has base `40k + 2i`.
+fn cat_dog_ship(root: &Path, train: usize, test: usize) {
+    for (k, class) in ["cat", "dog", "ship"].iter().enumerate() {
+        for (split, n) in [("train", train), ("test", test)] {
+            for i in 0..n {
+                let path = root.join(format!("{split}/{class}/{i:03}.png"));
+                rgb(&path, 8, 8, (40 * k + 2 * i) as u8);
+            }
+        }
+    }
+}
+
+/// Copies the class folders `classes` of `from/split` to `to/split`, each
+/// under the name it is paired with.
+fn copy_classes(from: &Path, to: &Path, split: &str, classes: &[(&str, &str)]) {
+    for (class, renamed) in classes {
+        let target = to.join(split).join(renamed);
+        std::fs::create_dir_all(&target).unwrap();
+        for entry in std::fs::read_dir(from.join(split).join(class)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+fn confusion(report: &Value) -> Vec<Vec<u64>> {
+    serde_json::from_value(report["confusion_matrix"].clone()).unwrap()
+}
+
+#[test]
+fn eval_matches_a_folders_classes_to_the_model_by_name() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("three");
+    cat_dog_ship(&data, 10, 3);
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", data.to_str().unwrap(), "--model", "linear", "--epochs"];
+    let out = xent(&[&args[..], &["1", "--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = run.to_str().unwrap();
+    let out = xent(&["eval", "--model", model, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = confusion(&serde_json::from_str(&stdout(&out)).unwrap());
+
+    // A folder of only test/dog and test/ship: its first class is dog, yet
+    // each image is scored as before, and the empty cat row is pointed out.
+    let some = dir.path().join("some");
+    copy_classes(&data, &some, "test", &[("dog", "dog"), ("ship", "ship")]);
+    let out = xent(&["eval", "--model", model, "--dataset", some.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["samples"], 6);
+    assert_eq!(confusion(&report), [vec![0, 0, 0], rows[1].clone(), rows[2].clone()]);
+    let note = "note: the model's class cat has no test images in";
+    assert!(stderr(&out).contains(note), "{}", stderr(&out));
+
+    // A class the model does not know is refused, not scored as another.
+    let renamed = dir.path().join("renamed");
+    let pairs = [("cat", "cat"), ("dog", "dog"), ("ship", "aship")];
+    for split in ["train", "test"] {
+        copy_classes(&data, &renamed, split, &pairs);
+    }
+    let out = xent(&["eval", "--model", model, "--dataset", renamed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let want = "class aship (3 images) is not among the model's 3 classes (cat, dog, ship";
+    assert!(err.contains(want) && err.lines().count() == 1, "{err}");
+
+    // So is a folder of photos for a model of grey digits, saying why.
+    let digits = dir.path().join("digits");
+    let out =
+        xent(&["train", "--model", "linear", "--epochs", "1", "--out", digits.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        xent(&["eval", "--model", digits.to_str().unwrap(), "--dataset", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for want in
+        ["classes cat, dog, ship (9 images)", "10 classes (0..9, from digits)", "RGB -> grey"]
+    {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+}

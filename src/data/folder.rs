@@ -504,6 +504,65 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
     check_options(options)?;
     let layout = scan(root)?;
     let plan = plan(root, &layout, options)?;
+    decode_plan(root, plan, layout.skipped, options)
+}
+
+/// Reads only the test split of the image folder `root`: its `test/` (or
+/// else `val/`) folder, whether or not a `train/` folder is beside it. The
+/// classes are the test split's own class folders, sorted by name; whoever
+/// reads it matches them to a model's classes by name. Images are converted
+/// as in [`read_image_folder`]; give [`LoadOptions::channels`] and
+/// [`LoadOptions::size`] to read them as a model takes them.
+///
+/// # Errors
+///
+/// [`Error::NoTestSplit`] when `root` has neither `test/` nor `val/`;
+/// otherwise as [`read_image_folder`].
+pub fn read_test_folder(root: &Path, options: &LoadOptions) -> Result<(Dataset, ImportReport)> {
+    check_options(options)?;
+    let top = entries(root)?;
+    let find =
+        |want: &str| top.iter().find(|(n, _, is_dir)| *is_dir && n.eq_ignore_ascii_case(want));
+    let Some((name, path, _)) = find("test").or_else(|| find("val")) else {
+        return Err(Error::NoTestSplit {
+            path: root.into(),
+            expected: "a test/ or val/ folder with one sub-folder per class".into(),
+            detail: format!("{}: no test/ or val/ folder to test on", root.display()),
+        });
+    };
+
+    // The test split's own classes, every file labelled by its folder.
+    let mut layout = Layout {
+        train_dir: None,
+        train: Vec::new(),
+        test: None,
+        skipped: vec![],
+        warnings: vec![],
+    };
+    let classes = class_dirs(path, &format!("{name}/"), &mut layout)?;
+    if classes.is_empty() {
+        let detail =
+            format!("no class folders with PNG or JPEG files (expected {name}/<class>/<image>)");
+        return Err(Error::invalid(path, detail));
+    }
+    let plan = Plan {
+        classes: classes.iter().map(|c| c.name.clone()).collect(),
+        train: Vec::new(),
+        test: labelled(&classes, |i| i as u32),
+        warnings: layout.warnings,
+    };
+    let (split, report) = decode_plan(root, plan, layout.skipped, options)?;
+    Ok((split.test, report))
+}
+
+/// Decodes the files of `plan` as `options` say, into a training and a test
+/// set; `skipped` goes into the report.
+fn decode_plan(
+    root: &Path,
+    plan: Plan,
+    skipped: Vec<(PathBuf, String)>,
+    options: &LoadOptions,
+) -> Result<(Split, ImportReport)> {
     let samples: Vec<&Sample> = plan.train.iter().chain(&plan.test).collect();
 
     // Every header first: one channel count and one size for the whole dataset.
@@ -551,8 +610,7 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
 
     let conversions = conversions(&probes, &outcomes, target);
     let split = assemble(root, &plan, pixels, &outcomes, target)?;
-    let report =
-        ImportReport { skipped: layout.skipped, bad, conversions, warnings: plan.warnings };
+    let report = ImportReport { skipped, bad, conversions, warnings: plan.warnings };
     Ok((split, report))
 }
 
@@ -581,7 +639,7 @@ fn assemble(
         labels.push(sample.label);
     }
     pixels.truncate(kept * len);
-    if train_labels.is_empty() {
+    if train_labels.is_empty() && !plan.train.is_empty() {
         let detail = format!("none of the {} training images can be decoded", plan.train.len());
         return Err(Error::invalid(root, detail));
     }

@@ -7,10 +7,10 @@
 use super::cifar::{detect_cifar, read_cifar_split, CifarKind};
 use super::cifar::{CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
 use super::csv::{is_csv_path, read_csv_split};
-use super::folder::{is_image_folder, read_image_folder};
+use super::folder::{is_image_folder, read_image_folder, read_test_folder};
 use super::{
-    digits_split, idx::read_idx_split, numbered_classes, ImportReport, LabelKind, LoadOptions,
-    Split,
+    digits_split, idx::read_idx_split, numbered_classes, Dataset, ImportReport, LabelKind,
+    LoadOptions, Split,
 };
 use crate::{Error, Result};
 use std::env;
@@ -137,11 +137,7 @@ pub fn load_from_with(
 
     // Image folders are the one format with import options of their own.
     let path = Path::new(name_or_path);
-    let image_folder = !DATASETS.contains(&name_or_path)
-        && !is_csv_path(name_or_path)
-        && detect_cifar(path).is_none()
-        && is_image_folder(path);
-    if image_folder {
+    if reads_as_image_folder(name_or_path) {
         return read_image_folder(path, options);
     }
     only_for_folders(name_or_path, options)?;
@@ -181,6 +177,36 @@ pub fn load_from_with(
         return read_idx_split(path, name_or_path, &numbered_classes(10)).map(plain);
     }
     Err(Error::UnknownDataset { name: name_or_path.into(), known: DATASETS.join(", ") })
+}
+
+/// Whether [`load`] reads `name_or_path` as an image folder: not a dataset
+/// name, a `.csv` path or a folder of CIFAR `.bin` files, and
+/// [`is_image_folder`](super::is_image_folder).
+pub fn reads_as_image_folder(name_or_path: &str) -> bool {
+    let path = Path::new(name_or_path);
+    !DATASETS.contains(&name_or_path)
+        && !is_csv_path(name_or_path)
+        && detect_cifar(path).is_none()
+        && is_image_folder(path)
+}
+
+/// The test split of a dataset, as [`load_with`] reads it, with what the
+/// import did. An image folder without a held-out fraction is read from its
+/// `test/` (or `val/`) folder alone (see
+/// [`read_test_folder`](super::read_test_folder)), so it needs no `train/`
+/// and its classes are its test classes; every other dataset is read whole.
+///
+/// # Errors
+///
+/// As [`load_with`].
+pub fn load_test_with(
+    name_or_path: &str,
+    options: &LoadOptions,
+) -> Result<(Dataset, ImportReport)> {
+    if reads_as_image_folder(name_or_path) && options.val_fraction.is_none() {
+        return read_test_folder(Path::new(name_or_path), options);
+    }
+    load_with(name_or_path, options).map(|(split, report)| (split.test, report))
 }
 
 /// Refuses the options only image folders use instead of ignoring them: a

@@ -11,7 +11,7 @@ mod eval;
 mod metrics;
 mod run;
 
-pub use eval::{evaluate, Evaluation};
+pub use eval::{class_map, evaluate, ClassMap, Evaluation};
 pub use metrics::{in_top_k, Tally};
 pub use run::{EpochMetrics, RunDir, RunWriter};
 
