@@ -419,3 +419,46 @@ fn eval_matches_a_folders_classes_to_the_model_by_name() {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
 }
+
+#[test]
+fn a_stray_csv_label_draws_a_warning_and_no_huge_confusion_matrix() {
+    // 60 rows of digits 0..9, line 42 (row 40) with the label 60000.
+    let dir = TempDir::new().unwrap();
+    let csv = dir.path().join("stray.csv");
+    let header: Vec<String> = (0..16).map(|p| format!("pixel{p}")).collect();
+    let mut text = format!("label,{}\n", header.join(","));
+    for i in 0..60 {
+        let label = if i == 40 { 60_000 } else { i % 10 };
+        let pixels: Vec<String> = (0..16).map(|p| ((p * 13 + i * 7) % 256).to_string()).collect();
+        text += &format!("{label},{}\n", pixels.join(","));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let warning = "labels go up to 60000 but only 11 distinct values appear";
+
+    // Training takes the 60,001 classes, warns, and keeps no 28 GB matrix.
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", csv.to_str().unwrap(), "--val-fraction", "0.2"];
+    let more = ["--model", "linear", "--epochs", "1", "--out", run.to_str().unwrap()];
+    let out = xent(&[&args[..], &more].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(warning) && err.contains("line 42 has label 60000"), "{err}");
+    assert!(stdout(&out).contains("classes=60001"), "{}", stdout(&out));
+
+    // eval says the matrix is not kept, in text and JSON.
+    let out = xent(&["eval", "--model", run.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["confusion_matrix"], Value::Null);
+    let out = xent(&["eval", "--model", run.to_str().unwrap()]);
+    let want = "confusion matrix not kept: the model has 60001 classes, more than the 1000";
+    assert!(stdout(&out).contains(want), "{}", stdout(&out));
+
+    // inspect warns too, and counts the empty classes on one line.
+    let out = xent(&["data", "inspect", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().count() < 40, "{text}");
+    assert!(text.contains("... and 59,990 classes without images: 10, 11,"), "{text}");
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use xent::data::{load_test_with, reads_as_image_folder, ImportReport, LoadOptions};
 use xent::io::{Model, ModelInfo};
-use xent::train::{class_map, evaluate};
+use xent::train::{class_map, evaluate, MAX_CONFUSION_CLASSES};
 use xent::{Error, Result};
 
 use super::percent;
@@ -61,7 +61,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         percent(tally.top5_accuracy()),
         eval.seconds
     );
-    print_confusion(&model.info.classes, &tally.confusion_rows())
+    match tally.confusion_rows() {
+        Some(rows) => print_confusion(&model.info.classes, &rows),
+        None => {
+            println!(
+                "confusion matrix not kept: the model has {} classes, more than the {} it is \
+                 kept for",
+                model.info.classes.len(),
+                MAX_CONFUSION_CLASSES
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Classes named in the note on classes without test images.

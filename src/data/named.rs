@@ -6,7 +6,7 @@
 
 use super::cifar::{detect_cifar, read_cifar_split, CifarKind};
 use super::cifar::{CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
-use super::csv::{is_csv_path, read_csv_split};
+use super::csv::{is_csv_path, read_csv_split_with};
 use super::folder::{is_image_folder, read_image_folder, read_test_folder};
 use super::{
     digits_split, idx::read_idx_split, numbered_classes, Dataset, ImportReport, LabelKind,
@@ -158,7 +158,7 @@ pub fn load_from_with(
     // that is clearly meant as a path is reported as missing IDX files; a
     // bare word is an unknown name.
     if is_csv_path(name_or_path) {
-        return read_csv_split(path, options).map(plain);
+        return read_csv_split_with(path, options);
     }
     if let Some(kind) = detect_cifar(path) {
         return read_cifar_split(path, name_or_path, kind, options.labels).map(plain);

@@ -12,7 +12,7 @@ mod metrics;
 mod run;
 
 pub use eval::{class_map, evaluate, ClassMap, Evaluation};
-pub use metrics::{in_top_k, Tally};
+pub use metrics::{in_top_k, Tally, MAX_CONFUSION_CLASSES};
 pub use run::{EpochMetrics, RunDir, RunWriter};
 
 use std::time::Instant;
