@@ -445,6 +445,23 @@ fn more_threads_than_cores_draws_a_warning_and_the_run_goes_on() {
 }
 
 #[test]
+fn threads_beyond_the_cap_are_refused_before_any_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for threads in ["1025", "100000"] {
+        let args = ["train", "--epochs", "1", "--threads", threads, "--out"];
+        let out = xent(&[&args[..], &[run.to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(2), "{threads}: {}", stderr(&out));
+        let err = stderr(&out);
+        let want = format!("error: --threads must be at most 1024, found {threads}");
+        assert!(err.starts_with(&want) && err.lines().count() == 1, "{err}");
+        assert!(!run.exists(), "nothing is written");
+    }
+    let help = stdout(&xent(&["train", "--help"]));
+    assert!(help.contains("1 to 1024"), "{help}");
+}
+
+#[test]
 fn out_must_be_a_folder() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("notes.txt");

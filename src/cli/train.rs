@@ -91,8 +91,9 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and augmentation; same seed and threads, same run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads [default: all cores]; more than the cores available draws a warning, as
-    /// it slows training down.
+    /// Worker threads, 1 to 1024 [default: all cores, at most 1024]; more than the cores
+    /// available draws a warning, as it slows training down. The cap is fixed, not a multiple
+    /// of the cores, so a run can be repeated with its --threads on any machine.
     #[arg(long)]
     threads: Option<usize>,
     /// Run folder, created when missing [default: runs/<dataset>-<model>, numbered if taken].
@@ -321,7 +322,7 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(train::MAX_THREADS))
 }
 
 /// More threads than cores only take turns on them: each step waits for the

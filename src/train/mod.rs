@@ -31,6 +31,14 @@ use crate::{Error, Result};
 /// Random-stream purpose for weight initialisation (see [`Rng::new`]).
 const INIT_STREAM: u64 = 1;
 
+/// The most worker threads a run may have. The cap is fixed rather than a
+/// multiple of this machine's cores because a run's results depend on its
+/// thread count: a run must be repeatable with the same `--threads` on any
+/// machine. 1,024 is above the hardware threads of any one machine today,
+/// while a typo such as 100000 would start that many threads and take
+/// turns on the cores for as long as training lasts.
+pub const MAX_THREADS: usize = 1024;
+
 /// Everything that defines a training run; written to `config.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainConfig {
@@ -81,6 +89,13 @@ impl TrainConfig {
             if value == 0 {
                 return Err(Error::arg(format!("{name} must be at least 1, found 0")));
             }
+        }
+        if self.threads > MAX_THREADS {
+            return Err(Error::arg(format!(
+                "--threads must be at most {MAX_THREADS}, found {}; threads beyond the cores \
+                 only take turns on them",
+                self.threads
+            )));
         }
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(Error::arg(format!(
