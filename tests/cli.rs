@@ -182,6 +182,47 @@ fn truncated_idx_file_is_named() {
 }
 
 #[test]
+fn val_fraction_is_refused_for_an_idx_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("idx");
+    std::fs::create_dir(&folder).unwrap();
+    // Two 2×2 images labelled 0 and 1 in each split.
+    let images = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 0, 9, 9, 0, 9, 0, 0, 9];
+    let labels = [0, 0, 8, 1, 0, 0, 0, 2, 0, 1];
+    for split in ["train", "t10k"] {
+        std::fs::write(folder.join(format!("{split}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(folder.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
+    }
+    let run = dir.path().join("r");
+    let args = ["train", "--dataset", folder.to_str().unwrap(), "--epochs", "1"];
+    let out =
+        xent(&[&args[..], &["--val-fraction", "0.5", "--out", run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--val-fraction holds out part of a dataset that has no test split"));
+    assert!(err.contains("idx has its own test split") && err.lines().count() == 1, "{err}");
+    assert!(!run.exists(), "nothing is written for a refused option");
+
+    // Without it the same folder trains.
+    let out = xent(&[&args[..], &["--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn eval_reads_a_model_that_records_a_val_fraction_training_ignored() {
+    // Model files from before the refusal may hold one for digits.
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+    let mut model = xent::io::Model::load(&run).unwrap();
+    model.info.import.val_fraction = Some(0.1);
+    model.save(&run.join("model.safetensors")).unwrap();
+    let out = xent(&["eval", "--model", run.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["samples"], 355);
+}
+
+#[test]
 fn diverging_run_names_epoch_and_step_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -339,6 +380,9 @@ fn options_that_would_do_nothing_are_refused() {
 
     // CIFAR-100's coarse labels for a dataset that has one set of labels.
     refused(&["--labels", "coarse"], &["--labels coarse applies to CIFAR-100 only", "digits"]);
+
+    // A held-out fraction of a dataset that has its own test split.
+    refused(&["--val-fraction", "0.2"], &["--val-fraction holds out", "digits has its own test"]);
 
     // Momentum for an optimiser without one.
     for optimizer in ["adam", "adamw"] {

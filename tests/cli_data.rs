@@ -187,6 +187,17 @@ fn train_holds_out_resizes_and_converts_on_request() {
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["samples"], 2, "{report}");
 
+    // A held-out fraction of a folder with its own test/ is refused, not ignored.
+    let pets_dir = dir.path().join("pets");
+    pets(&pets_dir, 2, 1);
+    let pets_run = dir.path().join("pets-run");
+    let args = ["train", "--dataset", pets_dir.to_str().unwrap(), "--val-fraction", "0.25"];
+    let out = xent(&[&args[..], &["--out", pets_run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let want = format!("has its own test split, {}", pets_dir.join("test").display());
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    assert!(!pets_run.exists(), "nothing is written for a refused option");
+
     // Option values xent cannot use: exit 2.
     let huge = ["--size", "100000x100000"];
     for bad in [&["--channels", "2"][..], &["--size", "0x3"], &["--val-fraction", "1.5"], &huge] {

@@ -43,8 +43,9 @@ pub struct TrainArgs {
     /// Image folders: leave out (and list) files that cannot be decoded instead of failing.
     #[arg(long)]
     skip_bad: bool,
-    /// Image folders without test/ or val/, and .csv files without a labelled test.csv beside
-    /// them: hold out this fraction of each class for testing (seeded by --seed).
+    /// Image folders without test/ or val/, and .csv files: hold out this fraction of each class
+    /// for testing (seeded by --seed; a .csv file's test.csv is then not used). Refused for
+    /// datasets with their own test split.
     #[arg(long, value_name = "F")]
     val_fraction: Option<f64>,
     /// Preset (linear, mlp, lenet, lenet-bn, convnet) or a model spec such as

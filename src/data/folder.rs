@@ -357,19 +357,25 @@ pub(crate) struct Plan {
 ///
 /// [`Error::InvalidData`] for a test class the training split lacks;
 /// [`Error::NoTestSplit`] when there is neither a test split nor a held-out
-/// fraction.
+/// fraction; [`Error::InvalidArgument`] for a held-out fraction beside a
+/// test split.
 pub(crate) fn plan(root: &Path, layout: &Layout, options: &LoadOptions) -> Result<Plan> {
     let classes: Vec<String> = layout.train.iter().map(|c| c.name.clone()).collect();
     let mut plan =
         Plan { classes, train: Vec::new(), test: Vec::new(), warnings: layout.warnings.clone() };
 
     match (&layout.test, options.val_fraction) {
-        (Some((name, test)), fraction) => {
-            if fraction.is_some() {
-                let shown = root.join(name);
-                plan.warnings
-                    .push(format!("--val-fraction ignored: {} is the test split", shown.display()));
-            }
+        (Some((name, _)), Some(_)) => {
+            // Held out or not, the run would test on the folder's split.
+            return Err(Error::arg(format!(
+                "--val-fraction holds out part of a dataset that has no test split (an image \
+                 folder without test/ or val/, or a .csv file), and {} has its own test split, \
+                 {}",
+                root.display(),
+                root.join(name).display()
+            )));
+        }
+        (Some((name, test)), None) => {
             plan.train = labelled(&layout.train, |i| i as u32);
             plan.test = test_samples(root, name, &plan.classes, test)?;
         }
@@ -493,8 +499,9 @@ pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] for an option out of range;
-/// [`Error::NoTestSplit`] for no test split and no `val_fraction`;
+/// [`Error::InvalidArgument`] for an option out of range or a
+/// `val_fraction` beside a test split; [`Error::NoTestSplit`] for no test
+/// split and no `val_fraction`;
 /// [`Error::InvalidData`] naming the folder or files for: no class folders,
 /// a test class the training split lacks, images of different sizes without
 /// `size` (examples of each size), and files that cannot be decoded unless
@@ -520,10 +527,7 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
 /// otherwise as [`read_image_folder`].
 pub fn read_test_folder(root: &Path, options: &LoadOptions) -> Result<(Dataset, ImportReport)> {
     check_options(options)?;
-    let top = entries(root)?;
-    let find =
-        |want: &str| top.iter().find(|(n, _, is_dir)| *is_dir && n.eq_ignore_ascii_case(want));
-    let Some((name, path, _)) = find("test").or_else(|| find("val")) else {
+    let Some((name, path)) = test_folder(&entries(root)?) else {
         return Err(Error::NoTestSplit {
             path: root.into(),
             expected: "a test/ or val/ folder with one sub-folder per class".into(),
@@ -539,7 +543,7 @@ pub fn read_test_folder(root: &Path, options: &LoadOptions) -> Result<(Dataset, 
         skipped: vec![],
         warnings: vec![],
     };
-    let classes = class_dirs(path, &format!("{name}/"), &mut layout)?;
+    let classes = class_dirs(&path, &format!("{name}/"), &mut layout)?;
     if classes.is_empty() {
         let detail =
             format!("no class folders with PNG or JPEG files (expected {name}/<class>/<image>)");
@@ -553,6 +557,19 @@ pub fn read_test_folder(root: &Path, options: &LoadOptions) -> Result<(Dataset, 
     };
     let (split, report) = decode_plan(root, plan, layout.skipped, options)?;
     Ok((split.test, report))
+}
+
+/// The test split among the entries of an image folder's top level: `test/`,
+/// or else `val/`, in any case; its name and path.
+fn test_folder(top: &[(String, PathBuf, bool)]) -> Option<(String, PathBuf)> {
+    let find =
+        |want: &str| top.iter().find(|(n, _, is_dir)| *is_dir && n.eq_ignore_ascii_case(want));
+    find("test").or_else(|| find("val")).map(|(name, path, _)| (name.clone(), path.clone()))
+}
+
+/// Whether the image folder `root` has a test split, `test/` or `val/`.
+pub(crate) fn has_test_folder(root: &Path) -> bool {
+    entries(root).is_ok_and(|top| test_folder(&top).is_some())
 }
 
 /// Decodes the files of `plan` as `options` say, into a training and a test
