@@ -223,6 +223,29 @@ fn eval_reads_a_model_that_records_a_val_fraction_training_ignored() {
 }
 
 #[test]
+fn an_idx_file_of_no_images_is_named_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("empty");
+    std::fs::create_dir(&folder).unwrap();
+    // Training files of 0 images of 2×2; a test pair of one image.
+    let empty_images = [0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2];
+    std::fs::write(folder.join("train-images-idx3-ubyte"), empty_images).unwrap();
+    std::fs::write(folder.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    let images = [0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 9, 9, 0];
+    std::fs::write(folder.join("t10k-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(folder.join("t10k-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 1, 0]).unwrap();
+    let run = dir.path().join("r");
+    let args = ["train", "--dataset", folder.to_str().unwrap(), "--out", run.to_str().unwrap()];
+    let out = xent(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = folder.join("train-images-idx3-ubyte");
+    let want = format!("error: {}: holds no images", file.display());
+    assert!(err.starts_with(&want) && err.lines().count() == 1, "{err}");
+    assert!(!run.exists());
+}
+
+#[test]
 fn diverging_run_names_epoch_and_step_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -473,3 +473,45 @@ fn a_stray_csv_label_draws_a_warning_and_no_huge_confusion_matrix() {
     assert!(text.lines().count() < 40, "{text}");
     assert!(text.contains("... and 59,990 classes without images: 10, 11,"), "{text}");
 }
+
+#[test]
+fn skip_bad_that_leaves_nothing_says_so_with_exit_1() {
+    let dir = TempDir::new().unwrap();
+    let run = dir.path().join("run");
+    let train = |data: &Path| {
+        let args = ["train", "--dataset", data.to_str().unwrap(), "--skip-bad", "--out"];
+        xent(&[&args[..], &[run.to_str().unwrap()]].concat())
+    };
+
+    // Every test image is bad: the test/ folder is there, its images are not.
+    let data = dir.path().join("pets");
+    pets(&data, 2, 1);
+    for class in ["cat", "dog"] {
+        std::fs::write(data.join(format!("test/{class}/000.png")), b"not a png").unwrap();
+    }
+    let out = train(&data);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let want = "every test image was left out as bad: none of the 2 test images can be decoded";
+    assert!(err.contains(want) && !err.contains("give a test/"), "{err}");
+    assert!(!run.exists(), "no run folder for a refused dataset");
+
+    // Every file is bad: nothing is left, and --skip-bad is no advice.
+    let junk = dir.path().join("junk");
+    for file in ["train/cat/0.png", "train/dog/0.png", "test/cat/0.png"] {
+        write_junk(&junk.join(file));
+    }
+    for out in [train(&junk), xent(&["train", "--dataset", junk.to_str().unwrap()])] {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        let want = "no decodable images are left: none of the 3 files can be decoded: train/cat";
+        assert!(err.contains(want) && !err.contains("pass --skip-bad"), "{err}");
+    }
+    assert!(!run.exists());
+}
+
+/// A file with an image's name that holds no image.
+fn write_junk(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"not a png").unwrap();
+}

@@ -660,6 +660,15 @@ fn assemble(
         let detail = format!("none of the {} training images can be decoded", plan.train.len());
         return Err(Error::invalid(root, detail));
     }
+    if test_labels.is_empty() && !plan.test.is_empty() {
+        // Only --skip-bad gets here; a test split of nothing would score 0%.
+        let detail = format!(
+            "every test image was left out as bad: none of the {} can be decoded, so nothing is \
+             left to test on",
+            count(plan.test.len(), "test image")
+        );
+        return Err(Error::invalid(root, detail));
+    }
 
     // The test images are the tail of the buffer.
     let test_pixels = pixels.split_off(train_labels.len() * len);
@@ -730,6 +739,8 @@ fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize,
         }
     }
     if by_size.is_empty() {
+        // Leaving bad files out (--skip-bad) would leave nothing, so it is
+        // not the advice.
         let bad: Vec<(PathBuf, String)> = paths
             .iter()
             .zip(probes)
@@ -737,7 +748,12 @@ fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize,
                 probe.header.as_ref().err().map(|why| (p.to_path_buf(), why.clone()))
             })
             .collect();
-        return Err(bad_files(root, &bad));
+        let detail = format!(
+            "no decodable images are left: none of the {} can be decoded: {}",
+            count(bad.len(), "file"),
+            bad_list(root, &bad)
+        );
+        return Err(Error::invalid(root, detail));
     }
     if by_size.len() == 1 {
         return Ok(*by_size.keys().next().expect("one size"));
@@ -766,23 +782,28 @@ fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize,
     Err(Error::invalid(root, detail))
 }
 
-/// The error that lists files that cannot be decoded.
+/// The error that lists files that cannot be decoded, when some can and
+/// `--skip-bad` would leave the bad ones out.
 fn bad_files(root: &Path, bad: &[(PathBuf, String)]) -> Error {
+    let detail = format!(
+        "{} cannot be decoded: {}; pass --skip-bad to leave them out",
+        count(bad.len(), "file"),
+        bad_list(root, bad)
+    );
+    Error::invalid(root, detail)
+}
+
+/// The first [`BAD_SHOWN`] of `bad` with their reasons, then how many more.
+fn bad_list(root: &Path, bad: &[(PathBuf, String)]) -> String {
     let shown: Vec<String> = bad
         .iter()
         .take(BAD_SHOWN)
         .map(|(p, why)| format!("{} ({why})", relative(root, p)))
         .collect();
-    let more = match bad.len().saturating_sub(BAD_SHOWN) {
-        0 => String::new(),
-        n => format!(" and {n} more"),
-    };
-    let detail = format!(
-        "{} cannot be decoded: {}{more}; pass --skip-bad to leave them out",
-        count(bad.len(), "file"),
-        shown.join(", ")
-    );
-    Error::invalid(root, detail)
+    match bad.len().saturating_sub(BAD_SHOWN) {
+        0 => shown.join(", "),
+        n => format!("{} and {n} more", shown.join(", ")),
+    }
 }
 
 /// `path` relative to `root` when under it, for shorter messages.

@@ -226,10 +226,12 @@ impl Trained {
 ///
 /// # Errors
 ///
-/// Bad options or spec ([`Error::InvalidArgument`], [`Error::Spec`]), a loss
-/// that stops being finite ([`Error::Diverged`], naming epoch and step; the
-/// model file keeps the last completed epoch), and I/O errors of the run
-/// folder.
+/// A training or test split without images ([`Error::InvalidData`], or
+/// [`Error::InvalidArgument`] for a test split left empty by too small a
+/// held-out fraction), bad options or spec ([`Error::InvalidArgument`],
+/// [`Error::Spec`]), a loss that stops being finite ([`Error::Diverged`],
+/// naming epoch and step; the model file keeps the last completed epoch),
+/// and I/O errors of the run folder.
 pub fn train(
     split: &Split,
     config: &TrainConfig,
@@ -252,18 +254,19 @@ fn train_in_pool(
 ) -> Result<Trained> {
     let train_set = &split.train;
     if train_set.is_empty() {
-        return Err(Error::arg(format!(
-            "dataset {}: the training split holds no images",
-            config.dataset
-        )));
+        return Err(Error::invalid(&config.dataset, "the training split holds no images"));
     }
     if split.test.is_empty() {
         // A run scored on nothing would report 0% as if it were a result.
-        return Err(Error::arg(format!(
-            "dataset {}: the test split holds no images; give a test/ folder or a larger \
-             --val-fraction (each class holds out its fraction, rounded)",
-            config.dataset
-        )));
+        // A held-out fraction too small is the option's fault, else the data's.
+        if config.import.val_fraction.is_some() {
+            return Err(Error::arg(format!(
+                "dataset {}: the test split holds no images; give a larger --val-fraction (each \
+                 class holds out its fraction, rounded)",
+                config.dataset
+            )));
+        }
+        return Err(Error::invalid(&config.dataset, "the test split holds no images"));
     }
     let shape = train_set.sample_shape().to_vec();
     let classes = train_set.classes().len();
