@@ -529,6 +529,28 @@ fn threads_beyond_the_cap_are_refused_before_any_start() {
 }
 
 #[test]
+fn the_default_run_folder_skips_every_existing_path() {
+    // runs/digits-mlp and -2 hold runs, -3 is a file: the run goes to -4.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    for taken in ["digits-mlp", "digits-mlp-2"] {
+        std::fs::create_dir_all(runs.join(taken)).unwrap();
+        std::fs::write(runs.join(taken).join("metrics.jsonl"), "{}\n").unwrap();
+    }
+    std::fs::write(runs.join("digits-mlp-3"), "a file").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["train", "--epochs", "1"])
+        .env("XENT_DATA", "/nonexistent-xent-data")
+        .current_dir(dir.path())
+        .output()
+        .expect("the xent binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("runs/digits-mlp-4/model.safetensors"), "{}", stdout(&out));
+    assert!(runs.join("digits-mlp-4/model.safetensors").exists());
+    assert_eq!(std::fs::read_to_string(runs.join("digits-mlp-3")).unwrap(), "a file");
+}
+
+#[test]
 fn out_must_be_a_folder() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("notes.txt");

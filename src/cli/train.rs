@@ -97,7 +97,8 @@ pub struct TrainArgs {
     /// of the cores, so a run can be repeated with its --threads on any machine.
     #[arg(long)]
     threads: Option<usize>,
-    /// Run folder, created when missing [default: runs/<dataset>-<model>, numbered if taken].
+    /// Run folder, created when missing [default: runs/<dataset>-<model>, or with -2, -3, …
+    /// appended past any path that exists].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace the run already in --out. The earlier run's files stay as they are until the new
@@ -341,7 +342,9 @@ fn warn_about_threads(threads: usize) {
 }
 
 /// `runs/<dataset>-<model>`, or with `-2`, `-3`, … appended when taken, so a
-/// default run never lands on an earlier one.
+/// default run never lands on an earlier one. Any existing path is taken: a
+/// file there could not be the run folder, and a folder, even one without a
+/// run, may be someone's.
 fn free_run_folder(dataset: &str, model: &str) -> PathBuf {
     let clean = |s: &str| -> String {
         let name = std::path::Path::new(s).file_name().map_or(s.into(), |f| f.to_string_lossy());
@@ -353,7 +356,7 @@ fn free_run_folder(dataset: &str, model: &str) -> PathBuf {
     let base = format!("runs/{}-{}", clean(dataset), model);
     (1..)
         .map(|i| if i == 1 { PathBuf::from(&base) } else { PathBuf::from(format!("{base}-{i}")) })
-        .find(|p| !RunDir::holds_run(p))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
         .expect("some numbered folder is free")
 }
 
