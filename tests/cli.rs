@@ -362,6 +362,22 @@ fn force_keeps_the_earlier_run_until_the_new_one_saves_an_epoch() {
 }
 
 #[test]
+fn force_help_says_when_the_earlier_run_is_replaced() {
+    // The earlier run survives only a new run that stops before its first
+    // saved epoch; one whose loss grows but stays finite replaces it.
+    let help = stdout(&xent(&["train", "--help"]));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "a new run that stops before that (a NaN or infinite loss, another error, an interrupt) \
+         loses nothing",
+        "Once that epoch is saved the earlier run is replaced, even if the new run's loss then \
+         grows (a finite loss is no failure) or it stops later",
+    ] {
+        assert!(help.contains(want), "{want:?} not in {help}");
+    }
+}
+
+#[test]
 fn divergence_hint_names_the_epoch_whose_model_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

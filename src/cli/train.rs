@@ -103,7 +103,9 @@ pub struct TrainArgs {
     out: Option<PathBuf>,
     /// Replace the run already in --out. The earlier run's files stay as they are until the new
     /// run has saved its first epoch (it trains in a hidden .xent-new-run/ sub-folder until
-    /// then), so a new run that fails or is interrupted before that loses nothing.
+    /// then), so a new run that stops before that (a NaN or infinite loss, another error, an
+    /// interrupt) loses nothing. Once that epoch is saved the earlier run is replaced, even if
+    /// the new run's loss then grows (a finite loss is no failure) or it stops later.
     #[arg(long)]
     force: bool,
     /// Print a step line every N steps when not on a terminal [default: every 2 s].
