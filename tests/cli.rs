@@ -182,6 +182,70 @@ fn truncated_idx_file_is_named() {
 }
 
 #[test]
+fn val_fraction_is_refused_for_an_idx_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("idx");
+    std::fs::create_dir(&folder).unwrap();
+    // Two 2×2 images labelled 0 and 1 in each split.
+    let images = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 0, 9, 9, 0, 9, 0, 0, 9];
+    let labels = [0, 0, 8, 1, 0, 0, 0, 2, 0, 1];
+    for split in ["train", "t10k"] {
+        std::fs::write(folder.join(format!("{split}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(folder.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
+    }
+    let run = dir.path().join("r");
+    let args = ["train", "--dataset", folder.to_str().unwrap(), "--epochs", "1"];
+    let out =
+        xent(&[&args[..], &["--val-fraction", "0.5", "--out", run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--val-fraction holds out part of a dataset that has no test split"));
+    assert!(err.contains("idx has its own test split") && err.lines().count() == 1, "{err}");
+    assert!(!run.exists(), "nothing is written for a refused option");
+
+    // Without it the same folder trains.
+    let out = xent(&[&args[..], &["--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn eval_reads_a_model_that_records_a_val_fraction_training_ignored() {
+    // Model files from before the refusal may hold one for digits.
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_digits(dir.path());
+    let mut model = xent::io::Model::load(&run).unwrap();
+    model.info.import.val_fraction = Some(0.1);
+    model.save(&run.join("model.safetensors")).unwrap();
+    let out = xent(&["eval", "--model", run.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["samples"], 355);
+}
+
+#[test]
+fn an_idx_file_of_no_images_is_named_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("empty");
+    std::fs::create_dir(&folder).unwrap();
+    // Training files of 0 images of 2×2; a test pair of one image.
+    let empty_images = [0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2];
+    std::fs::write(folder.join("train-images-idx3-ubyte"), empty_images).unwrap();
+    std::fs::write(folder.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    let images = [0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 9, 9, 0];
+    std::fs::write(folder.join("t10k-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(folder.join("t10k-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 1, 0]).unwrap();
+    let run = dir.path().join("r");
+    let args = ["train", "--dataset", folder.to_str().unwrap(), "--out", run.to_str().unwrap()];
+    let out = xent(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = folder.join("train-images-idx3-ubyte");
+    let want = format!("error: {}: holds no images", file.display());
+    assert!(err.starts_with(&want) && err.lines().count() == 1, "{err}");
+    assert!(!run.exists());
+}
+
+#[test]
 fn diverging_run_names_epoch_and_step_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -298,6 +362,22 @@ fn force_keeps_the_earlier_run_until_the_new_one_saves_an_epoch() {
 }
 
 #[test]
+fn force_help_says_when_the_earlier_run_is_replaced() {
+    // The earlier run survives only a new run that stops before its first
+    // saved epoch; one whose loss grows but stays finite replaces it.
+    let help = stdout(&xent(&["train", "--help"]));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "a new run that stops before that (a NaN or infinite loss, another error, an interrupt) \
+         loses nothing",
+        "Once that epoch is saved the earlier run is replaced, even if the new run's loss then \
+         grows (a finite loss is no failure) or it stops later",
+    ] {
+        assert!(help.contains(want), "{want:?} not in {help}");
+    }
+}
+
+#[test]
 fn divergence_hint_names_the_epoch_whose_model_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -339,6 +419,9 @@ fn options_that_would_do_nothing_are_refused() {
 
     // CIFAR-100's coarse labels for a dataset that has one set of labels.
     refused(&["--labels", "coarse"], &["--labels coarse applies to CIFAR-100 only", "digits"]);
+
+    // A held-out fraction of a dataset that has its own test split.
+    refused(&["--val-fraction", "0.2"], &["--val-fraction holds out", "digits has its own test"]);
 
     // Momentum for an optimiser without one.
     for optimizer in ["adam", "adamw"] {
@@ -442,6 +525,45 @@ fn more_threads_than_cores_draws_a_warning_and_the_run_goes_on() {
     assert!(err.contains(&want), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(train(cores, "all"), "", "as many threads as cores is fine");
+}
+
+#[test]
+fn threads_beyond_the_cap_are_refused_before_any_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for threads in ["1025", "100000"] {
+        let args = ["train", "--epochs", "1", "--threads", threads, "--out"];
+        let out = xent(&[&args[..], &[run.to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(2), "{threads}: {}", stderr(&out));
+        let err = stderr(&out);
+        let want = format!("error: --threads must be at most 1024, found {threads}");
+        assert!(err.starts_with(&want) && err.lines().count() == 1, "{err}");
+        assert!(!run.exists(), "nothing is written");
+    }
+    let help = stdout(&xent(&["train", "--help"]));
+    assert!(help.contains("1 to 1024"), "{help}");
+}
+
+#[test]
+fn the_default_run_folder_skips_every_existing_path() {
+    // runs/digits-mlp and -2 hold runs, -3 is a file: the run goes to -4.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    for taken in ["digits-mlp", "digits-mlp-2"] {
+        std::fs::create_dir_all(runs.join(taken)).unwrap();
+        std::fs::write(runs.join(taken).join("metrics.jsonl"), "{}\n").unwrap();
+    }
+    std::fs::write(runs.join("digits-mlp-3"), "a file").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["train", "--epochs", "1"])
+        .env("XENT_DATA", "/nonexistent-xent-data")
+        .current_dir(dir.path())
+        .output()
+        .expect("the xent binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("runs/digits-mlp-4/model.safetensors"), "{}", stdout(&out));
+    assert!(runs.join("digits-mlp-4/model.safetensors").exists());
+    assert_eq!(std::fs::read_to_string(runs.join("digits-mlp-3")).unwrap(), "a file");
 }
 
 #[test]

@@ -187,6 +187,17 @@ fn train_holds_out_resizes_and_converts_on_request() {
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["samples"], 2, "{report}");
 
+    // A held-out fraction of a folder with its own test/ is refused, not ignored.
+    let pets_dir = dir.path().join("pets");
+    pets(&pets_dir, 2, 1);
+    let pets_run = dir.path().join("pets-run");
+    let args = ["train", "--dataset", pets_dir.to_str().unwrap(), "--val-fraction", "0.25"];
+    let out = xent(&[&args[..], &["--out", pets_run.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let want = format!("has its own test split, {}", pets_dir.join("test").display());
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    assert!(!pets_run.exists(), "nothing is written for a refused option");
+
     // Option values xent cannot use: exit 2.
     let huge = ["--size", "100000x100000"];
     for bad in [&["--channels", "2"][..], &["--size", "0x3"], &["--val-fraction", "1.5"], &huge] {
@@ -334,4 +345,173 @@ fn train_lists_the_first_skipped_entries_and_says_where_all_are() {
     let out = xent(&["data", "inspect", data.to_str().unwrap(), "--json"]);
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["skipped"].as_array().unwrap().len(), 8, "{json}");
+}
+
+/// `train/` and `test/` with `train` and `test` 8×8 images of each of the
+/// classes cat, dog and ship; image `i` of class `k` has base `40k + 2i`.
+fn cat_dog_ship(root: &Path, train: usize, test: usize) {
+    for (k, class) in ["cat", "dog", "ship"].iter().enumerate() {
+        for (split, n) in [("train", train), ("test", test)] {
+            for i in 0..n {
+                let path = root.join(format!("{split}/{class}/{i:03}.png"));
+                rgb(&path, 8, 8, (40 * k + 2 * i) as u8);
+            }
+        }
+    }
+}
+
+/// Copies the class folders `classes` of `from/split` to `to/split`, each
+/// under the name it is paired with.
+fn copy_classes(from: &Path, to: &Path, split: &str, classes: &[(&str, &str)]) {
+    for (class, renamed) in classes {
+        let target = to.join(split).join(renamed);
+        std::fs::create_dir_all(&target).unwrap();
+        for entry in std::fs::read_dir(from.join(split).join(class)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+fn confusion(report: &Value) -> Vec<Vec<u64>> {
+    serde_json::from_value(report["confusion_matrix"].clone()).unwrap()
+}
+
+#[test]
+fn eval_matches_a_folders_classes_to_the_model_by_name() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("three");
+    cat_dog_ship(&data, 10, 3);
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", data.to_str().unwrap(), "--model", "linear", "--epochs"];
+    let out = xent(&[&args[..], &["1", "--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = run.to_str().unwrap();
+    let out = xent(&["eval", "--model", model, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = confusion(&serde_json::from_str(&stdout(&out)).unwrap());
+
+    // A folder of only test/dog and test/ship: its first class is dog, yet
+    // each image is scored as before, and the empty cat row is pointed out.
+    let some = dir.path().join("some");
+    copy_classes(&data, &some, "test", &[("dog", "dog"), ("ship", "ship")]);
+    let out = xent(&["eval", "--model", model, "--dataset", some.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["samples"], 6);
+    assert_eq!(confusion(&report), [vec![0, 0, 0], rows[1].clone(), rows[2].clone()]);
+    let note = "note: the model's class cat has no test images in";
+    assert!(stderr(&out).contains(note), "{}", stderr(&out));
+
+    // A class the model does not know is refused, not scored as another.
+    let renamed = dir.path().join("renamed");
+    let pairs = [("cat", "cat"), ("dog", "dog"), ("ship", "aship")];
+    for split in ["train", "test"] {
+        copy_classes(&data, &renamed, split, &pairs);
+    }
+    let out = xent(&["eval", "--model", model, "--dataset", renamed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let want = "class aship (3 images) is not among the model's 3 classes (cat, dog, ship";
+    assert!(err.contains(want) && err.lines().count() == 1, "{err}");
+
+    // So is a folder of photos for a model of grey digits, saying why.
+    let digits = dir.path().join("digits");
+    let out =
+        xent(&["train", "--model", "linear", "--epochs", "1", "--out", digits.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        xent(&["eval", "--model", digits.to_str().unwrap(), "--dataset", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for want in
+        ["classes cat, dog, ship (9 images)", "10 classes (0..9, from digits)", "RGB -> grey"]
+    {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+}
+
+#[test]
+fn a_stray_csv_label_draws_a_warning_and_no_huge_confusion_matrix() {
+    // 60 rows of digits 0..9, line 42 (row 40) with the label 60000.
+    let dir = TempDir::new().unwrap();
+    let csv = dir.path().join("stray.csv");
+    let header: Vec<String> = (0..16).map(|p| format!("pixel{p}")).collect();
+    let mut text = format!("label,{}\n", header.join(","));
+    for i in 0..60 {
+        let label = if i == 40 { 60_000 } else { i % 10 };
+        let pixels: Vec<String> = (0..16).map(|p| ((p * 13 + i * 7) % 256).to_string()).collect();
+        text += &format!("{label},{}\n", pixels.join(","));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let warning = "labels go up to 60000 but only 11 distinct values appear";
+
+    // Training takes the 60,001 classes, warns, and keeps no 28 GB matrix.
+    let run = dir.path().join("run");
+    let args = ["train", "--dataset", csv.to_str().unwrap(), "--val-fraction", "0.2"];
+    let more = ["--model", "linear", "--epochs", "1", "--out", run.to_str().unwrap()];
+    let out = xent(&[&args[..], &more].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(warning) && err.contains("line 42 has label 60000"), "{err}");
+    assert!(stdout(&out).contains("classes=60001"), "{}", stdout(&out));
+
+    // eval says the matrix is not kept, in text and JSON.
+    let out = xent(&["eval", "--model", run.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["confusion_matrix"], Value::Null);
+    let out = xent(&["eval", "--model", run.to_str().unwrap()]);
+    let want = "confusion matrix not kept: the model has 60001 classes, more than the 1000";
+    assert!(stdout(&out).contains(want), "{}", stdout(&out));
+
+    // inspect warns too, and counts the empty classes on one line.
+    let out = xent(&["data", "inspect", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().count() < 40, "{text}");
+    assert!(text.contains("... and 59,990 classes without images: 10, 11,"), "{text}");
+}
+
+#[test]
+fn skip_bad_that_leaves_nothing_says_so_with_exit_1() {
+    let dir = TempDir::new().unwrap();
+    let run = dir.path().join("run");
+    let train = |data: &Path| {
+        let args = ["train", "--dataset", data.to_str().unwrap(), "--skip-bad", "--out"];
+        xent(&[&args[..], &[run.to_str().unwrap()]].concat())
+    };
+
+    // Every test image is bad: the test/ folder is there, its images are not.
+    let data = dir.path().join("pets");
+    pets(&data, 2, 1);
+    for class in ["cat", "dog"] {
+        std::fs::write(data.join(format!("test/{class}/000.png")), b"not a png").unwrap();
+    }
+    let out = train(&data);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let want = "every test image was left out as bad: none of the 2 test images can be decoded";
+    assert!(err.contains(want) && !err.contains("give a test/"), "{err}");
+    assert!(!run.exists(), "no run folder for a refused dataset");
+
+    // Every file is bad: nothing is left, and --skip-bad is no advice.
+    let junk = dir.path().join("junk");
+    for file in ["train/cat/0.png", "train/dog/0.png", "test/cat/0.png"] {
+        write_junk(&junk.join(file));
+    }
+    for out in [train(&junk), xent(&["train", "--dataset", junk.to_str().unwrap()])] {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        let want = "no decodable images are left: none of the 3 files can be decoded: train/cat";
+        assert!(err.contains(want) && !err.contains("pass --skip-bad"), "{err}");
+    }
+    assert!(!run.exists());
+}
+
+/// A file with an image's name that holds no image.
+fn write_junk(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"not a png").unwrap();
 }

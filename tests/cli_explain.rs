@@ -249,3 +249,23 @@ fn refusals_of_non_finite_values_state_the_rule() {
     refused(&[l, "1,2", p, "1,-inf"], 2, &["-inf is not a finite number", "finite values only"]);
     refused(&[l, "1,2", t, "0", "--weight", "1,nan"], 2, &["--weight takes finite values only"]);
 }
+
+// Values wider than the usual column: each column is widened to fit, so
+// neighbours stay apart and the headings stay above their values.
+#[test]
+fn wide_values_keep_their_columns_apart() {
+    let text = explain(&["--logits", "1e5,-1e5", "--targets", "0"]);
+    assert!(!text.contains("0000-"), "columns run together:\n{text}");
+    let line = |step: &str| {
+        text.lines().find(|l| l.starts_with(&format!("  {step} "))).expect("the step's line")
+    };
+    let z: Vec<&str> = line("z").split_whitespace().collect();
+    assert_eq!(z[z.len() - 2..], ["100000.0000", "-100000.0000"], "{text}");
+
+    // Each heading ends where its column's values end.
+    let (heading, values) = (line("step"), line("log_p"));
+    for (name, value) in [("class 0", "0.0000"), ("class 1", "-200000.0000")] {
+        let end = |line: &str, word: &str| line.find(word).expect("in the line") + word.len();
+        assert_eq!(end(heading, name), end(values, value), "{name}:\n{text}");
+    }
+}

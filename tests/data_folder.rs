@@ -301,10 +301,15 @@ fn a_folder_without_test_split_needs_val_fraction() {
     classes(root, "train", &[("a", 2), ("b", 2)]);
     assert!(error(root, LoadOptions::default()).contains("--val-fraction"));
     classes(root, "val", &[("a", 1), ("b", 1)]);
-    let options = LoadOptions { val_fraction: Some(0.5), ..LoadOptions::default() };
-    let (split, report) = load(root, options);
+    let (split, _) = load(root, LoadOptions::default());
     assert_eq!((split.train.len(), split.test.len()), (4, 2));
-    assert!(report.warnings[0].contains("--val-fraction ignored"), "{:?}", report.warnings);
+
+    // A held-out fraction beside it would change nothing, so it is refused.
+    let options = LoadOptions { val_fraction: Some(0.5), ..LoadOptions::default() };
+    let err = read_image_folder(root, &options).expect_err("refused");
+    assert!(matches!(err, xent::Error::InvalidArgument(_)), "{err}");
+    let want = format!("has its own test split, {}", root.join("val").display());
+    assert!(err.to_string().contains(&want), "{err}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! training, `download` fetches a named one (see `download.rs`); the import
 //! report of `xent train` is printed from here too.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use clap::{Args, Subcommand};
@@ -142,16 +143,32 @@ fn format_inspection(r: &Inspection) -> String {
     out
 }
 
-/// Images per class and split, training classes first.
+/// Images per class and split, training classes first. Classes without an
+/// image in any split are counted on one line when there are more than
+/// [`SHOWN`] of them, as when a stray label of a CSV file makes thousands.
 fn class_table(r: &Inspection) -> String {
+    // Each split's counts by class, and every class in order of appearance.
+    let by_split: Vec<HashMap<&str, usize>> = r
+        .splits
+        .iter()
+        .map(|s| s.classes.iter().map(|c| (c.class.as_str(), c.images)).collect())
+        .collect();
     let mut classes: Vec<&str> = r.classes.iter().map(String::as_str).collect();
+    let mut known: HashSet<&str> = classes.iter().copied().collect();
     for split in &r.splits {
         for count in &split.classes {
-            if !classes.contains(&count.class.as_str()) {
+            if known.insert(&count.class) {
                 classes.push(&count.class);
             }
         }
     }
+    let counts = |class: &str| -> Vec<usize> {
+        by_split.iter().map(|split| split.get(class).copied().unwrap_or(0)).collect()
+    };
+    let empty: Vec<&str> =
+        classes.iter().copied().filter(|c| counts(c).iter().all(|&n| n == 0)).collect();
+    let collapse = empty.len() > SHOWN;
+
     let width = classes.iter().map(|c| c.chars().count()).max().unwrap_or(5).max(5);
     let mut out = format!("  {:<width$}", "class");
     for split in &r.splits {
@@ -159,12 +176,22 @@ fn class_table(r: &Inspection) -> String {
     }
     out.push('\n');
     for class in classes {
+        let counts = counts(class);
+        if collapse && counts.iter().all(|&n| n == 0) {
+            continue;
+        }
         out += &format!("  {class:<width$}");
-        for split in &r.splits {
-            let n = split.classes.iter().find(|c| c.class == class).map_or(0, |c| c.images);
+        for n in counts {
             out += &format!(" {n:>8}");
         }
         out.push('\n');
+    }
+    if collapse {
+        out += &format!(
+            "  ... and {} classes without images: {}, ... (--json lists all)\n",
+            thousands(empty.len() as u64),
+            empty[..SHOWN].join(", ")
+        );
     }
     out
 }

@@ -1,12 +1,12 @@
 //! `xent eval`: a model file against a dataset's test split.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use xent::data::{is_image_folder, LoadOptions};
+use xent::data::{load_test_with, reads_as_image_folder, ImportReport, LoadOptions};
 use xent::io::{Model, ModelInfo};
-use xent::train::evaluate;
+use xent::train::{class_map, evaluate, MAX_CONFUSION_CLASSES};
 use xent::{Error, Result};
 
 use super::percent;
@@ -17,7 +17,8 @@ pub struct EvalArgs {
     /// Model file written by `xent train` (model.safetensors), or its run folder.
     #[arg(long)]
     model: PathBuf,
-    /// Dataset whose test split to use [default: the one the model was trained on].
+    /// Dataset whose test split to use [default: the one the model was trained on]; its
+    /// classes are matched to the model's by name, and one the model lacks is refused.
     #[arg(long)]
     dataset: Option<String>,
     /// Print one JSON object instead of text.
@@ -29,10 +30,12 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let mut model = Model::load(&args.model)?;
     let name = args.dataset.clone().unwrap_or_else(|| model.info.dataset.clone());
-    let (split, _) = xent::data::load_with(&name, &import_options(&name, &model.info))
+    let (test, report) = load_test_with(&name, &import_options(&name, &model.info))
         .map_err(|e| for_eval(e, &name, &model.info))?;
-    let eval = evaluate(&mut model, &split.test)?;
+    class_map(&test, &model.info).map_err(|e| with_conversions(e, &report, &model.info))?;
+    let eval = evaluate(&mut model, &test)?;
     let tally = &eval.tally;
+    note_absent(&eval.absent, &name);
 
     if args.json {
         let report = serde_json::json!({
@@ -58,24 +61,66 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         percent(tally.top5_accuracy()),
         eval.seconds
     );
-    print_confusion(&model.info.classes, &tally.confusion_rows())
+    match tally.confusion_rows() {
+        Some(rows) => print_confusion(&model.info.classes, &rows),
+        None => {
+            println!(
+                "confusion matrix not kept: the model has {} classes, more than the {} it is \
+                 kept for",
+                model.info.classes.len(),
+                MAX_CONFUSION_CLASSES
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Classes named in the note on classes without test images.
+const ABSENT_SHOWN: usize = 20;
+
+/// Says which of the model's classes the dataset has no test images of: their
+/// rows of the confusion matrix are empty, which is no failure of the model.
+fn note_absent(absent: &[String], name: &str) {
+    let (n, mut list) = (absent.len(), absent[..absent.len().min(ABSENT_SHOWN)].join(", "));
+    if n > ABSENT_SHOWN {
+        list += &format!(" and {} more", n - ABSENT_SHOWN);
+    }
+    match n {
+        0 => {}
+        1 => eprintln!("note: the model's class {list} has no test images in {name}"),
+        _ => eprintln!("note: the model's classes {list} have no test images in {name}"),
+    }
 }
 
 /// How to read `name`: as training read it when it is the training dataset
-/// (the same held-out split, labels, channels and size); another image
-/// folder is converted to the model's channels and size, as `predict` does.
+/// (the same held-out split, labels and bad-file policy); an image folder is
+/// converted to the model's channels and size, as `predict` does, which for
+/// the training folder is what training did.
 fn import_options(name: &str, info: &ModelInfo) -> LoadOptions {
-    if same_dataset(name, info) {
-        return info.import.clone();
+    let mut options =
+        if same_dataset(name, info) { info.import.clone() } else { LoadOptions::default() };
+    if let (&[channels, height, width], true) = (&info.input_shape[..], reads_as_image_folder(name))
+    {
+        options.channels = Some(channels);
+        options.size = Some((height, width));
     }
-    match info.input_shape[..] {
-        [channels, height, width] if is_image_folder(Path::new(name)) => LoadOptions {
-            channels: Some(channels),
-            size: Some((height, width)),
-            ..LoadOptions::default()
-        },
-        _ => LoadOptions::default(),
+    options
+}
+
+/// Adds to a refusal of the dataset's classes how its images were changed to
+/// fit the model, when they were: a dataset of other classes often has
+/// other images too (RGB photos for a model of grey digits).
+fn with_conversions(err: Error, report: &ImportReport, info: &ModelInfo) -> Error {
+    let Error::InvalidArgument(detail) = err else { return err };
+    if report.conversions.is_empty() {
+        return Error::InvalidArgument(detail);
     }
+    let applied: Vec<&str> = report.conversions.keys().map(String::as_str).collect();
+    Error::arg(format!(
+        "{detail}; its images were also converted to the model's input {:?}: {}",
+        info.input_shape,
+        applied.join(", ")
+    ))
 }
 
 /// Says what eval reads when a dataset has no test split: the loaders'

@@ -362,8 +362,17 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Width of a value column.
+/// Width of a value column when every value fits in it with room to spare.
 const COLUMN: usize = 12;
+
+/// Width of the value columns: the widest value or class heading of the
+/// table and two spaces, so neighbours never run together (`1e5` prints as
+/// `100000.0000`), and at least [`COLUMN`].
+fn column_width<'a>(classes: usize, values: impl Iterator<Item = &'a f64>) -> usize {
+    let heading = format!("class {}", classes.saturating_sub(1)).len();
+    let widest = values.map(|&v| fmt(v).len()).max().unwrap_or(0).max(heading);
+    (widest + 2).max(COLUMN)
+}
 
 /// One line of a row's table: step, formula, values.
 struct Line {
@@ -378,8 +387,9 @@ impl Line {
     }
 }
 
-/// Lines with the step and formula columns padded to their widest entry.
-fn aligned(header: Option<&str>, lines: &[Line]) -> String {
+/// Lines with the step and formula columns padded to their widest entry and
+/// the values in columns of `column` characters.
+fn aligned(header: Option<&str>, lines: &[Line], column: usize) -> String {
     let step_w = lines.iter().map(|l| l.step.len()).max().unwrap_or(0).max(4);
     let formula_w = lines.iter().map(|l| l.formula.chars().count()).max().unwrap_or(0);
     let mut out = String::new();
@@ -390,7 +400,7 @@ fn aligned(header: Option<&str>, lines: &[Line]) -> String {
         let pad = formula_w - line.formula.chars().count();
         out += &format!("  {:step_w$}  {}{}", line.step, line.formula, " ".repeat(pad));
         for &v in &line.values {
-            out += &format!("{:>COLUMN$}", fmt(v));
+            out += &format!("{:>column$}", fmt(v));
         }
         out = out.trim_end().to_string();
         out.push('\n');
@@ -401,7 +411,10 @@ fn aligned(header: Option<&str>, lines: &[Line]) -> String {
 /// The table: every row step by step, then the reduction and the gradient.
 fn table(ex: &Explanation) -> String {
     let k = ex.classes();
-    let header: String = (0..k).map(|c| format!("{:>COLUMN$}", format!("class {c}"))).collect();
+    let rows: Vec<Vec<Line>> = ex.rows.iter().map(|row| row_lines(ex, row)).collect();
+    let shown = rows.iter().flatten().flat_map(|line| &line.values);
+    let column = column_width(k, shown.chain(ex.rows.iter().flat_map(|r| &r.dlogits)));
+    let header: String = (0..k).map(|c| format!("{:>column$}", format!("class {c}"))).collect();
     let mut out = format!(
         "cross-entropy of {} row{} and {k} classes, reduction {}{}\n",
         ex.rows.len(),
@@ -409,12 +422,12 @@ fn table(ex: &Explanation) -> String {
         ex.reduction,
         options_note(ex)
     );
-    for (i, row) in ex.rows.iter().enumerate() {
+    for (i, (row, lines)) in ex.rows.iter().zip(&rows).enumerate() {
         out += &format!("\nrow {i}: {}\n", row_title(ex, row));
-        out += &aligned(Some(&header), &row_lines(ex, row));
+        out += &aligned(Some(&header), lines, column);
     }
     out += &reduction_text(ex);
-    out += &gradient_text(ex, &header);
+    out += &gradient_text(ex, &header, column);
     out
 }
 
@@ -522,7 +535,7 @@ fn reduction_text(ex: &Explanation) -> String {
 }
 
 /// The gradient of the reported loss with respect to the logits.
-fn gradient_text(ex: &Explanation, header: &str) -> String {
+fn gradient_text(ex: &Explanation, header: &str, column: usize) -> String {
     let core = if ex.class_weights.is_some() { "p * sum_c(w_c y_c) - w * y" } else { "p - y" };
     let formula = match ex.reduction {
         Reduction::Mean => format!("dlogits = ({core}) / {}", fmt(ex.denominator)),
@@ -534,7 +547,7 @@ fn gradient_text(ex: &Explanation, header: &str) -> String {
     for (i, row) in ex.rows.iter().enumerate() {
         out += &format!("  {i:<4}");
         for &d in &row.dlogits {
-            out += &format!("{:>COLUMN$}", fmt(d));
+            out += &format!("{:>column$}", fmt(d));
         }
         out.push('\n');
     }

@@ -43,8 +43,9 @@ pub struct TrainArgs {
     /// Image folders: leave out (and list) files that cannot be decoded instead of failing.
     #[arg(long)]
     skip_bad: bool,
-    /// Image folders without test/ or val/, and .csv files without a labelled test.csv beside
-    /// them: hold out this fraction of each class for testing (seeded by --seed).
+    /// Image folders without test/ or val/, and .csv files: hold out this fraction of each class
+    /// for testing (seeded by --seed; a .csv file's test.csv is then not used). Refused for
+    /// datasets with their own test split.
     #[arg(long, value_name = "F")]
     val_fraction: Option<f64>,
     /// Preset (linear, mlp, lenet, lenet-bn, convnet) or a model spec such as
@@ -91,16 +92,20 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and augmentation; same seed and threads, same run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads [default: all cores]; more than the cores available draws a warning, as
-    /// it slows training down.
+    /// Worker threads, 1 to 1024 [default: all cores, at most 1024]; more than the cores
+    /// available draws a warning, as it slows training down. The cap is fixed, not a multiple
+    /// of the cores, so a run can be repeated with its --threads on any machine.
     #[arg(long)]
     threads: Option<usize>,
-    /// Run folder, created when missing [default: runs/<dataset>-<model>, numbered if taken].
+    /// Run folder, created when missing [default: runs/<dataset>-<model>, or with -2, -3, …
+    /// appended past any path that exists].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace the run already in --out. The earlier run's files stay as they are until the new
     /// run has saved its first epoch (it trains in a hidden .xent-new-run/ sub-folder until
-    /// then), so a new run that fails or is interrupted before that loses nothing.
+    /// then), so a new run that stops before that (a NaN or infinite loss, another error, an
+    /// interrupt) loses nothing. Once that epoch is saved the earlier run is replaced, even if
+    /// the new run's loss then grows (a finite loss is no failure) or it stops later.
     #[arg(long)]
     force: bool,
     /// Print a step line every N steps when not on a terminal [default: every 2 s].
@@ -321,7 +326,7 @@ fn config_from(args: &TrainArgs) -> Result<TrainConfig> {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(train::MAX_THREADS))
 }
 
 /// More threads than cores only take turns on them: each step waits for the
@@ -339,7 +344,9 @@ fn warn_about_threads(threads: usize) {
 }
 
 /// `runs/<dataset>-<model>`, or with `-2`, `-3`, … appended when taken, so a
-/// default run never lands on an earlier one.
+/// default run never lands on an earlier one. Any existing path is taken: a
+/// file there could not be the run folder, and a folder, even one without a
+/// run, may be someone's.
 fn free_run_folder(dataset: &str, model: &str) -> PathBuf {
     let clean = |s: &str| -> String {
         let name = std::path::Path::new(s).file_name().map_or(s.into(), |f| f.to_string_lossy());
@@ -351,7 +358,7 @@ fn free_run_folder(dataset: &str, model: &str) -> PathBuf {
     let base = format!("runs/{}-{}", clean(dataset), model);
     (1..)
         .map(|i| if i == 1 { PathBuf::from(&base) } else { PathBuf::from(format!("{base}-{i}")) })
-        .find(|p| !RunDir::holds_run(p))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
         .expect("some numbered folder is free")
 }
 

@@ -11,10 +11,11 @@
 //! file plus one, so a class no row uses still gets its number. Line and
 //! column numbers in messages count from 1, the header being line 1.
 
-use super::{numbered_classes, Dataset, LoadOptions, Split};
+use super::{numbered_classes, Dataset, ImportReport, LoadOptions, Split};
 use crate::rng::Rng;
 use crate::{Error, Result};
 use flate2::read::MultiGzDecoder;
+use std::cmp::Reverse;
 use std::io::Read;
 use std::path::Path;
 
@@ -268,7 +269,18 @@ fn parse_whole(cell: &str, max: u32) -> std::result::Result<u32, String> {
 /// is no test part; [`Error::InvalidArgument`] for a `val_fraction` outside
 /// `(0, 1)`.
 pub fn read_csv_split(path: &Path, options: &LoadOptions) -> Result<Split> {
-    split_csv(path, read_csv_dataset(path)?, options)
+    read_csv_split_with(path, options).map(|(split, _)| split)
+}
+
+/// [`read_csv_split`], with the report of the import: its warnings (see
+/// [`label_warning`]).
+pub(crate) fn read_csv_split_with(
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<(Split, ImportReport)> {
+    let (all, warnings) = read_csv_labelled(path)?;
+    let split = split_csv(path, all, options)?;
+    Ok((split, ImportReport { warnings, ..ImportReport::default() }))
 }
 
 /// Splits `all`, the rows of the CSV file `path`, as [`read_csv_split`]
@@ -299,13 +311,14 @@ pub(crate) fn split_csv(path: &Path, all: Dataset, options: &LoadOptions) -> Res
 const TEST_CSV: &str = "a test.csv with a label column beside it";
 
 /// Reads a labelled pixel CSV file as one dataset named after `path`, with
-/// classes `"0"`..`"K-1"` for its largest label `K - 1`.
+/// classes `"0"`..`"K-1"` for its largest label `K - 1`, and the warnings
+/// worth showing before training (see [`label_warning`]).
 ///
 /// # Errors
 ///
 /// As [`read_pixel_csv`]; [`Error::InvalidData`] for a file without a label
 /// column.
-pub fn read_csv_dataset(path: &Path) -> Result<Dataset> {
+pub(crate) fn read_csv_labelled(path: &Path) -> Result<(Dataset, Vec<String>)> {
     let csv = read_pixel_csv(path)?;
     let Some(labels) = csv.labels else {
         return Err(Error::invalid(
@@ -315,9 +328,39 @@ pub fn read_csv_dataset(path: &Path) -> Result<Dataset> {
         ));
     };
     let k = labels.iter().max().map_or(1, |&m| m as usize + 1);
+    let warnings = label_warning(path, &labels, &csv.lines).into_iter().collect();
     let shape = [1, csv.side, csv.side];
     let name = path.display().to_string();
-    Dataset::new(name, csv.pixels, labels, shape, numbered_classes(k), 255)
+    let dataset = Dataset::new(name, csv.pixels, labels, shape, numbered_classes(k), 255)?;
+    Ok((dataset, warnings))
+}
+
+/// More label values unused below the largest label than this (and than the
+/// values used) draw a warning: a class or two without rows is common, a
+/// range mostly empty is a stray value.
+const UNUSED_LABELS: usize = 10;
+
+/// A warning when the largest label lies far above the labels used: classes
+/// are `0..=largest`, so one stray value (60000 among the digits) makes a
+/// model of that many classes, nearly all without a row. The file is still
+/// read, since a dataset may have many classes; `lines` are the rows' line
+/// numbers, for naming the row of the largest label.
+fn label_warning(path: &Path, labels: &[u32], lines: &[usize]) -> Option<String> {
+    let (row, &largest) = labels.iter().enumerate().max_by_key(|&(i, l)| (l, Reverse(i)))?;
+    let mut seen = labels.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    let (classes, used) = (largest as usize + 1, seen.len());
+    let unused = classes - used;
+    if unused <= used.max(UNUSED_LABELS) {
+        return None;
+    }
+    Some(format!(
+        "{}: labels go up to {largest} but only {used} distinct values appear, so the model \
+         gets {classes} classes, {unused} of them without a row; line {} has label {largest}",
+        path.display(),
+        lines[row]
+    ))
 }
 
 /// Reads `test.csv` beside `train_path` as the test part of `train`.
@@ -461,6 +504,24 @@ mod tests {
         assert!(message("1,2,3,4\n").contains("expected a header"));
         assert!(message("label,p0,LABEL,p1\n").contains("columns 1 and 3 are both named label"));
         assert!(message("label,p0\n").contains("no rows"));
+    }
+
+    #[test]
+    fn a_stray_large_label_is_pointed_out() {
+        let path = Path::new("d.csv");
+        let mut labels: Vec<u32> = (0..60).map(|i| i % 10).collect();
+        labels[40] = 60_000;
+        let lines: Vec<usize> = (2..62).collect();
+        let warning = label_warning(path, &labels, &lines).expect("a warning");
+        let want = "d.csv: labels go up to 60000 but only 11 distinct values appear, so the \
+                    model gets 60001 classes, 59990 of them without a row; line 42 has label 60000";
+        assert_eq!(warning, want);
+
+        // A few unused values, or many classes all used, are data.
+        labels[40] = 14;
+        assert_eq!(label_warning(path, &labels, &lines), None);
+        let many: Vec<u32> = (0..5000).collect();
+        assert_eq!(label_warning(path, &many, &(2..5002).collect::<Vec<_>>()), None);
     }
 
     #[test]

@@ -357,19 +357,25 @@ pub(crate) struct Plan {
 ///
 /// [`Error::InvalidData`] for a test class the training split lacks;
 /// [`Error::NoTestSplit`] when there is neither a test split nor a held-out
-/// fraction.
+/// fraction; [`Error::InvalidArgument`] for a held-out fraction beside a
+/// test split.
 pub(crate) fn plan(root: &Path, layout: &Layout, options: &LoadOptions) -> Result<Plan> {
     let classes: Vec<String> = layout.train.iter().map(|c| c.name.clone()).collect();
     let mut plan =
         Plan { classes, train: Vec::new(), test: Vec::new(), warnings: layout.warnings.clone() };
 
     match (&layout.test, options.val_fraction) {
-        (Some((name, test)), fraction) => {
-            if fraction.is_some() {
-                let shown = root.join(name);
-                plan.warnings
-                    .push(format!("--val-fraction ignored: {} is the test split", shown.display()));
-            }
+        (Some((name, _)), Some(_)) => {
+            // Held out or not, the run would test on the folder's split.
+            return Err(Error::arg(format!(
+                "--val-fraction holds out part of a dataset that has no test split (an image \
+                 folder without test/ or val/, or a .csv file), and {} has its own test split, \
+                 {}",
+                root.display(),
+                root.join(name).display()
+            )));
+        }
+        (Some((name, test)), None) => {
             plan.train = labelled(&layout.train, |i| i as u32);
             plan.test = test_samples(root, name, &plan.classes, test)?;
         }
@@ -493,8 +499,9 @@ pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] for an option out of range;
-/// [`Error::NoTestSplit`] for no test split and no `val_fraction`;
+/// [`Error::InvalidArgument`] for an option out of range or a
+/// `val_fraction` beside a test split; [`Error::NoTestSplit`] for no test
+/// split and no `val_fraction`;
 /// [`Error::InvalidData`] naming the folder or files for: no class folders,
 /// a test class the training split lacks, images of different sizes without
 /// `size` (examples of each size), and files that cannot be decoded unless
@@ -504,6 +511,75 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
     check_options(options)?;
     let layout = scan(root)?;
     let plan = plan(root, &layout, options)?;
+    decode_plan(root, plan, layout.skipped, options)
+}
+
+/// Reads only the test split of the image folder `root`: its `test/` (or
+/// else `val/`) folder, whether or not a `train/` folder is beside it. The
+/// classes are the test split's own class folders, sorted by name; whoever
+/// reads it matches them to a model's classes by name. Images are converted
+/// as in [`read_image_folder`]; give [`LoadOptions::channels`] and
+/// [`LoadOptions::size`] to read them as a model takes them.
+///
+/// # Errors
+///
+/// [`Error::NoTestSplit`] when `root` has neither `test/` nor `val/`;
+/// otherwise as [`read_image_folder`].
+pub fn read_test_folder(root: &Path, options: &LoadOptions) -> Result<(Dataset, ImportReport)> {
+    check_options(options)?;
+    let Some((name, path)) = test_folder(&entries(root)?) else {
+        return Err(Error::NoTestSplit {
+            path: root.into(),
+            expected: "a test/ or val/ folder with one sub-folder per class".into(),
+            detail: format!("{}: no test/ or val/ folder to test on", root.display()),
+        });
+    };
+
+    // The test split's own classes, every file labelled by its folder.
+    let mut layout = Layout {
+        train_dir: None,
+        train: Vec::new(),
+        test: None,
+        skipped: vec![],
+        warnings: vec![],
+    };
+    let classes = class_dirs(&path, &format!("{name}/"), &mut layout)?;
+    if classes.is_empty() {
+        let detail =
+            format!("no class folders with PNG or JPEG files (expected {name}/<class>/<image>)");
+        return Err(Error::invalid(path, detail));
+    }
+    let plan = Plan {
+        classes: classes.iter().map(|c| c.name.clone()).collect(),
+        train: Vec::new(),
+        test: labelled(&classes, |i| i as u32),
+        warnings: layout.warnings,
+    };
+    let (split, report) = decode_plan(root, plan, layout.skipped, options)?;
+    Ok((split.test, report))
+}
+
+/// The test split among the entries of an image folder's top level: `test/`,
+/// or else `val/`, in any case; its name and path.
+fn test_folder(top: &[(String, PathBuf, bool)]) -> Option<(String, PathBuf)> {
+    let find =
+        |want: &str| top.iter().find(|(n, _, is_dir)| *is_dir && n.eq_ignore_ascii_case(want));
+    find("test").or_else(|| find("val")).map(|(name, path, _)| (name.clone(), path.clone()))
+}
+
+/// Whether the image folder `root` has a test split, `test/` or `val/`.
+pub(crate) fn has_test_folder(root: &Path) -> bool {
+    entries(root).is_ok_and(|top| test_folder(&top).is_some())
+}
+
+/// Decodes the files of `plan` as `options` say, into a training and a test
+/// set; `skipped` goes into the report.
+fn decode_plan(
+    root: &Path,
+    plan: Plan,
+    skipped: Vec<(PathBuf, String)>,
+    options: &LoadOptions,
+) -> Result<(Split, ImportReport)> {
     let samples: Vec<&Sample> = plan.train.iter().chain(&plan.test).collect();
 
     // Every header first: one channel count and one size for the whole dataset.
@@ -551,8 +627,7 @@ pub fn read_image_folder(root: &Path, options: &LoadOptions) -> Result<(Split, I
 
     let conversions = conversions(&probes, &outcomes, target);
     let split = assemble(root, &plan, pixels, &outcomes, target)?;
-    let report =
-        ImportReport { skipped: layout.skipped, bad, conversions, warnings: plan.warnings };
+    let report = ImportReport { skipped, bad, conversions, warnings: plan.warnings };
     Ok((split, report))
 }
 
@@ -581,8 +656,17 @@ fn assemble(
         labels.push(sample.label);
     }
     pixels.truncate(kept * len);
-    if train_labels.is_empty() {
+    if train_labels.is_empty() && !plan.train.is_empty() {
         let detail = format!("none of the {} training images can be decoded", plan.train.len());
+        return Err(Error::invalid(root, detail));
+    }
+    if test_labels.is_empty() && !plan.test.is_empty() {
+        // Only --skip-bad gets here; a test split of nothing would score 0%.
+        let detail = format!(
+            "every test image was left out as bad: none of the {} can be decoded, so nothing is \
+             left to test on",
+            count(plan.test.len(), "test image")
+        );
         return Err(Error::invalid(root, detail));
     }
 
@@ -655,6 +739,8 @@ fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize,
         }
     }
     if by_size.is_empty() {
+        // Leaving bad files out (--skip-bad) would leave nothing, so it is
+        // not the advice.
         let bad: Vec<(PathBuf, String)> = paths
             .iter()
             .zip(probes)
@@ -662,7 +748,12 @@ fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize,
                 probe.header.as_ref().err().map(|why| (p.to_path_buf(), why.clone()))
             })
             .collect();
-        return Err(bad_files(root, &bad));
+        let detail = format!(
+            "no decodable images are left: none of the {} can be decoded: {}",
+            count(bad.len(), "file"),
+            bad_list(root, &bad)
+        );
+        return Err(Error::invalid(root, detail));
     }
     if by_size.len() == 1 {
         return Ok(*by_size.keys().next().expect("one size"));
@@ -691,23 +782,28 @@ fn common_size(root: &Path, paths: &[&Path], probes: &[Probe]) -> Result<(usize,
     Err(Error::invalid(root, detail))
 }
 
-/// The error that lists files that cannot be decoded.
+/// The error that lists files that cannot be decoded, when some can and
+/// `--skip-bad` would leave the bad ones out.
 fn bad_files(root: &Path, bad: &[(PathBuf, String)]) -> Error {
+    let detail = format!(
+        "{} cannot be decoded: {}; pass --skip-bad to leave them out",
+        count(bad.len(), "file"),
+        bad_list(root, bad)
+    );
+    Error::invalid(root, detail)
+}
+
+/// The first [`BAD_SHOWN`] of `bad` with their reasons, then how many more.
+fn bad_list(root: &Path, bad: &[(PathBuf, String)]) -> String {
     let shown: Vec<String> = bad
         .iter()
         .take(BAD_SHOWN)
         .map(|(p, why)| format!("{} ({why})", relative(root, p)))
         .collect();
-    let more = match bad.len().saturating_sub(BAD_SHOWN) {
-        0 => String::new(),
-        n => format!(" and {n} more"),
-    };
-    let detail = format!(
-        "{} cannot be decoded: {}{more}; pass --skip-bad to leave them out",
-        count(bad.len(), "file"),
-        shown.join(", ")
-    );
-    Error::invalid(root, detail)
+    match bad.len().saturating_sub(BAD_SHOWN) {
+        0 => shown.join(", "),
+        n => format!("{} and {n} more", shown.join(", ")),
+    }
 }
 
 /// `path` relative to `root` when under it, for shorter messages.

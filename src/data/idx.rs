@@ -155,6 +155,10 @@ fn read_pair(name: &str, images: &Path, labels: &Path, classes: &[String]) -> Re
             ),
         ));
     }
+    if idx.count == 0 {
+        // A split of nothing cannot train, and would test as 0%.
+        return Err(Error::invalid(images, "holds no images (its header gives a count of 0)"));
+    }
     Dataset::new(name, idx.pixels, targets, [1, idx.h, idx.w], classes.to_vec(), 255)
 }
 

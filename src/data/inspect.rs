@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::csv::{is_csv_path, read_csv_dataset, split_csv};
+use super::csv::{is_csv_path, read_csv_labelled, split_csv};
 use super::folder::{
     check_options, common_channels, decode, headers, probe_files, relative, scan, target_name,
     ClassDir, Layout, Probe, Target,
@@ -152,9 +152,9 @@ pub fn inspect(name_or_path: &str, options: &LoadOptions) -> Result<Inspection> 
 fn inspect_csv(path: &Path, options: &LoadOptions) -> Result<Inspection> {
     // The folder options were refused by load_with for a CSV file; so here.
     only_for_folders(&path.display().to_string(), options)?;
-    let all = read_csv_dataset(path)?;
+    let (all, warnings) = read_csv_labelled(path)?;
     let name = path.display().to_string();
-    let report = ImportReport::default();
+    let report = ImportReport { warnings, ..ImportReport::default() };
     match split_csv(path, all.clone(), options) {
         Ok(split) => Ok(inspect_split(&name, CSV_FORMAT, &split, &report)),
         Err(Error::NoTestSplit { expected, .. }) => {

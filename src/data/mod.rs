@@ -42,7 +42,7 @@ pub use download::{
     Source, MIRROR_ENV, SOURCES,
 };
 pub(crate) use folder::jpeg_header;
-pub use folder::{is_image_folder, read_image_folder, RESIZE_FILTER};
+pub use folder::{is_image_folder, read_image_folder, read_test_folder, RESIZE_FILTER};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_split, IdxImages, IDX_FILES};
 pub use inspect::{
     inspect, inspect_folder, inspect_split, ClassCount, FileNote, Inspection, Leak, SizeCount,
@@ -52,7 +52,10 @@ pub use loader::{
     epoch_order, fill_batch, samples_per_epoch, Batch, BatchPlan, Batches, Loader, Normalize,
     SHUFFLE_STREAM,
 };
-pub use named::{class_names, data_dir, load, load_from, load_from_with, load_with, DATASETS};
+pub use named::{
+    class_names, data_dir, load, load_from, load_from_with, load_test_with, load_with,
+    reads_as_image_folder, DATASETS,
+};
 pub use options::{ImportReport, LabelKind, LoadOptions};
 
 use crate::{Error, Result};

@@ -6,11 +6,11 @@
 
 use super::cifar::{detect_cifar, read_cifar_split, CifarKind};
 use super::cifar::{CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
-use super::csv::{is_csv_path, read_csv_split};
-use super::folder::{is_image_folder, read_image_folder};
+use super::csv::{is_csv_path, read_csv_split_with};
+use super::folder::{has_test_folder, is_image_folder, read_image_folder, read_test_folder};
 use super::{
-    digits_split, idx::read_idx_split, numbered_classes, ImportReport, LabelKind, LoadOptions,
-    Split,
+    digits_split, idx::read_idx_split, numbered_classes, Dataset, ImportReport, LabelKind,
+    LoadOptions, Split,
 };
 use crate::{Error, Result};
 use std::env;
@@ -132,40 +132,51 @@ pub fn load_from_with(
     data_dir: &Path,
     options: &LoadOptions,
 ) -> Result<(Split, ImportReport)> {
-    let plain = |split: Split| (split, ImportReport::default());
     coarse_only_for_cifar100(name_or_path, options)?;
 
-    // Image folders are the one format with import options of their own.
+    // Image folders are the one format with import options of their own;
+    // CSV files are the other format a held-out fraction applies to.
     let path = Path::new(name_or_path);
-    let image_folder = !DATASETS.contains(&name_or_path)
-        && !is_csv_path(name_or_path)
-        && detect_cifar(path).is_none()
-        && is_image_folder(path);
-    if image_folder {
+    if reads_as_image_folder(name_or_path) {
         return read_image_folder(path, options);
     }
     only_for_folders(name_or_path, options)?;
+    if is_csv_path(name_or_path) {
+        return read_csv_split_with(path, options);
+    }
 
-    // Known names first: the embedded digits, CIFAR, then the IDX datasets.
+    // Every other format has its own test split, so a held-out fraction
+    // would be recorded in the run and change nothing. It is refused once
+    // the files are found, so missing files are reported first.
+    let split = read_split(name_or_path, data_dir, options)?;
+    if options.val_fraction.is_some() {
+        return Err(Error::arg(format!(
+            "--val-fraction holds out part of a dataset that has no test split (an image folder \
+             without test/ or val/, or a .csv file), and {name_or_path} has its own test split"
+        )));
+    }
+    Ok((split, ImportReport::default()))
+}
+
+/// Reads a dataset that is neither an image folder nor a CSV file: by name
+/// the embedded digits, CIFAR, then the IDX datasets; by path a CIFAR or
+/// an IDX folder. A missing folder that is clearly meant as a path is
+/// reported as missing IDX files; a bare word is an unknown name.
+fn read_split(name_or_path: &str, data_dir: &Path, options: &LoadOptions) -> Result<Split> {
     if name_or_path == "digits" {
-        return digits_split().map(plain);
+        return digits_split();
     }
     if let Some(kind) = CifarKind::from_name(name_or_path) {
         let dir = data_dir.join(name_or_path);
-        return read_cifar_split(&dir, name_or_path, kind, options.labels).map(plain);
+        return read_cifar_split(&dir, name_or_path, kind, options.labels);
     }
     if let Some(classes) = class_names(name_or_path) {
-        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes).map(plain);
+        return read_idx_split(&data_dir.join(name_or_path), name_or_path, &classes);
     }
 
-    // A path: a CSV file, a CIFAR folder or an IDX folder. A missing folder
-    // that is clearly meant as a path is reported as missing IDX files; a
-    // bare word is an unknown name.
-    if is_csv_path(name_or_path) {
-        return read_csv_split(path, options).map(plain);
-    }
+    let path = Path::new(name_or_path);
     if let Some(kind) = detect_cifar(path) {
-        return read_cifar_split(path, name_or_path, kind, options.labels).map(plain);
+        return read_cifar_split(path, name_or_path, kind, options.labels);
     }
     let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.starts_with('.');
     if looks_like_path && !path.exists() {
@@ -178,9 +189,50 @@ pub fn load_from_with(
         ));
     }
     if path.is_dir() || looks_like_path {
-        return read_idx_split(path, name_or_path, &numbered_classes(10)).map(plain);
+        return read_idx_split(path, name_or_path, &numbered_classes(10));
     }
     Err(Error::UnknownDataset { name: name_or_path.into(), known: DATASETS.join(", ") })
+}
+
+/// Whether [`load`] reads `name_or_path` as an image folder: not a dataset
+/// name, a `.csv` path or a folder of CIFAR `.bin` files, and
+/// [`is_image_folder`](super::is_image_folder).
+pub fn reads_as_image_folder(name_or_path: &str) -> bool {
+    let path = Path::new(name_or_path);
+    !DATASETS.contains(&name_or_path)
+        && !is_csv_path(name_or_path)
+        && detect_cifar(path).is_none()
+        && is_image_folder(path)
+}
+
+/// The test split of a dataset, as [`load_with`] reads it, with what the
+/// import did. An image folder without a held-out fraction is read from its
+/// `test/` (or `val/`) folder alone (see
+/// [`read_test_folder`](super::read_test_folder)), so it needs no `train/`
+/// and its classes are its test classes; every other dataset is read whole.
+///
+/// # Errors
+///
+/// As [`load_with`].
+pub fn load_test_with(
+    name_or_path: &str,
+    options: &LoadOptions,
+) -> Result<(Dataset, ImportReport)> {
+    // Model files written before a held-out fraction was refused for a
+    // dataset with a test split may record one; training ignored it then.
+    let path = Path::new(name_or_path);
+    let mut options = options.clone();
+    if reads_as_image_folder(name_or_path) {
+        if options.val_fraction.is_some() && !has_test_folder(path) {
+            return load_with(name_or_path, &options).map(|(split, report)| (split.test, report));
+        }
+        options.val_fraction = None;
+        return read_test_folder(path, &options);
+    }
+    if !is_csv_path(name_or_path) {
+        options.val_fraction = None;
+    }
+    load_with(name_or_path, &options).map(|(split, report)| (split.test, report))
 }
 
 /// Refuses the options only image folders use instead of ignoring them: a

@@ -11,8 +11,8 @@ mod eval;
 mod metrics;
 mod run;
 
-pub use eval::{evaluate, Evaluation};
-pub use metrics::{in_top_k, Tally};
+pub use eval::{class_map, evaluate, ClassMap, Evaluation};
+pub use metrics::{in_top_k, Tally, MAX_CONFUSION_CLASSES};
 pub use run::{EpochMetrics, RunDir, RunWriter};
 
 use std::time::Instant;
@@ -30,6 +30,14 @@ use crate::{Error, Result};
 
 /// Random-stream purpose for weight initialisation (see [`Rng::new`]).
 const INIT_STREAM: u64 = 1;
+
+/// The most worker threads a run may have. The cap is fixed rather than a
+/// multiple of this machine's cores because a run's results depend on its
+/// thread count: a run must be repeatable with the same `--threads` on any
+/// machine. 1,024 is above the hardware threads of any one machine today,
+/// while a typo such as 100000 would start that many threads and take
+/// turns on the cores for as long as training lasts.
+pub const MAX_THREADS: usize = 1024;
 
 /// Everything that defines a training run; written to `config.json`.
 #[derive(Clone, Debug, Serialize)]
@@ -81,6 +89,13 @@ impl TrainConfig {
             if value == 0 {
                 return Err(Error::arg(format!("{name} must be at least 1, found 0")));
             }
+        }
+        if self.threads > MAX_THREADS {
+            return Err(Error::arg(format!(
+                "--threads must be at most {MAX_THREADS}, found {}; threads beyond the cores \
+                 only take turns on them",
+                self.threads
+            )));
         }
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(Error::arg(format!(
@@ -211,10 +226,12 @@ impl Trained {
 ///
 /// # Errors
 ///
-/// Bad options or spec ([`Error::InvalidArgument`], [`Error::Spec`]), a loss
-/// that stops being finite ([`Error::Diverged`], naming epoch and step; the
-/// model file keeps the last completed epoch), and I/O errors of the run
-/// folder.
+/// A training or test split without images ([`Error::InvalidData`], or
+/// [`Error::InvalidArgument`] for a test split left empty by too small a
+/// held-out fraction), bad options or spec ([`Error::InvalidArgument`],
+/// [`Error::Spec`]), a loss that stops being finite ([`Error::Diverged`],
+/// naming epoch and step; the model file keeps the last completed epoch),
+/// and I/O errors of the run folder.
 pub fn train(
     split: &Split,
     config: &TrainConfig,
@@ -237,18 +254,19 @@ fn train_in_pool(
 ) -> Result<Trained> {
     let train_set = &split.train;
     if train_set.is_empty() {
-        return Err(Error::arg(format!(
-            "dataset {}: the training split holds no images",
-            config.dataset
-        )));
+        return Err(Error::invalid(&config.dataset, "the training split holds no images"));
     }
     if split.test.is_empty() {
         // A run scored on nothing would report 0% as if it were a result.
-        return Err(Error::arg(format!(
-            "dataset {}: the test split holds no images; give a test/ folder or a larger \
-             --val-fraction (each class holds out its fraction, rounded)",
-            config.dataset
-        )));
+        // A held-out fraction too small is the option's fault, else the data's.
+        if config.import.val_fraction.is_some() {
+            return Err(Error::arg(format!(
+                "dataset {}: the test split holds no images; give a larger --val-fraction (each \
+                 class holds out its fraction, rounded)",
+                config.dataset
+            )));
+        }
+        return Err(Error::invalid(&config.dataset, "the test split holds no images"));
     }
     let shape = train_set.sample_shape().to_vec();
     let classes = train_set.classes().len();
