@@ -19,6 +19,10 @@ impl Layer for Flatten {
         vec![x_shape[0], x_shape[1..].iter().product()]
     }
 
+    fn is_reshape(&self) -> bool {
+        true
+    }
+
     fn forward(&mut self, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         // Row-major storage is already flat; only the shape changes.
         parallel_copy(y.data_mut(), x.data());

@@ -153,6 +153,12 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// Whether the layer only changes the shape, keeping the values in
+    /// order (`flatten`), so its output may take over its input's buffer.
+    fn is_reshape(&self) -> bool {
+        false
+    }
+
     /// Whether this is a ReLU, which the layers around it may fuse.
     fn is_relu(&self) -> bool {
         false

@@ -135,9 +135,21 @@ impl Sequential {
                 other => other,
             })?;
         }
-        self.acts[0].copy_from(x);
+        // Backward reads the input again; inference reads it in place.
+        let training = mode == Mode::Train;
+        if training || self.layers.is_empty() {
+            self.acts[0].copy_from(x);
+        }
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let started = self.profile.as_ref().map(|_| Instant::now());
+            if !training && i > 0 && layer.is_reshape() {
+                // Inference keeps no input for backward, so a reshape takes
+                // its input's buffer instead of copying it.
+                self.acts.swap(i, i + 1);
+                self.acts[i + 1].reshape(&self.shapes[i + 1]).expect("a reshape keeps the size");
+                self.acts[i].resize(&self.shapes[i]);
+                continue;
+            }
             if self.relu_done_before[i] {
                 // The layer before wrote this ReLU's output: take its buffer
                 // and give it this one for its next pass (sized now, so no
@@ -149,7 +161,8 @@ impl Sequential {
             let (done, rest) = self.acts.split_at_mut(i + 1);
             let y = &mut rest[0];
             y.resize(&self.shapes[i + 1]);
-            layer.forward(&done[i], y, mode);
+            let input = if !training && i == 0 { x } else { &done[i] };
+            layer.forward(input, y, mode);
             if let (Some(profile), Some(started)) = (&mut self.profile, started) {
                 profile[i][0] += started.elapsed().as_secs_f64();
             }
@@ -164,7 +177,9 @@ impl Sequential {
     }
 
     /// The output of layer `i` in the last forward pass (see
-    /// [`Sequential::set_fusion`] for the layers it is not kept for).
+    /// [`Sequential::set_fusion`] for the layers it is not kept for; after a
+    /// pass in [`Mode::Eval`], the output of a layer followed by a reshape
+    /// such as `flatten` is not kept either).
     ///
     /// # Panics
     ///
@@ -382,5 +397,26 @@ mod tests {
             v.into_iter().map(|t| t.into_iter().map(f32::to_bits).collect()).collect()
         };
         assert_eq!(bits(run(true)), bits(run(false)));
+    }
+
+    #[test]
+    fn inference_without_copies_gives_the_training_pass_numbers() {
+        // A reshape in the middle (its buffer taken over in inference) and
+        // one first (reading the caller's input in place).
+        for spec in
+            ["conv(3,3)-relu-maxpool(2)-flatten-linear(3)", "flatten-linear(5)-relu-linear(3)"]
+        {
+            let model = ModelSpec::parse(spec).unwrap();
+            let mut net = model.build(&[1, 8, 8], 3, &mut Rng::new(5, 1)).unwrap();
+            let mut rng = Rng::new(6, 2);
+            let x =
+                Tensor::from_vec(&[3, 1, 8, 8], (0..192).map(|_| rng.uniform(-1.0, 1.0)).collect())
+                    .unwrap();
+            let mut outputs = Vec::new();
+            for mode in [Mode::Eval, Mode::Train, Mode::Eval, Mode::Eval, Mode::Train] {
+                outputs.push(net.forward(&x, mode).unwrap().data().to_vec());
+            }
+            assert!(outputs.windows(2).all(|w| w[0] == w[1]), "{spec}: {outputs:?}");
+        }
     }
 }
