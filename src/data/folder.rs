@@ -57,7 +57,7 @@ pub(crate) struct ClassDir {
 }
 
 /// What a walk over an image folder found.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Layout {
     /// The training split's folder name (`train`), or `None` when the class
     /// folders sit at the top level.
@@ -269,13 +269,7 @@ fn class_dirs(dir: &Path, label: &str, layout: &mut Layout) -> Result<Vec<ClassD
 /// [`Error::Io`] when a folder cannot be listed, [`Error::InvalidData`] when
 /// the training split (or a present test split) holds no images.
 pub(crate) fn scan(root: &Path) -> Result<Layout> {
-    let mut layout = Layout {
-        train_dir: None,
-        train: Vec::new(),
-        test: None,
-        skipped: vec![],
-        warnings: vec![],
-    };
+    let mut layout = Layout::default();
     let top = entries(root)?;
     let find = |want: &str| {
         top.iter()
@@ -536,13 +530,7 @@ pub fn read_test_folder(root: &Path, options: &LoadOptions) -> Result<(Dataset, 
     };
 
     // The test split's own classes, every file labelled by its folder.
-    let mut layout = Layout {
-        train_dir: None,
-        train: Vec::new(),
-        test: None,
-        skipped: vec![],
-        warnings: vec![],
-    };
+    let mut layout = Layout::default();
     let classes = class_dirs(&path, &format!("{name}/"), &mut layout)?;
     if classes.is_empty() {
         let detail =
