@@ -31,15 +31,6 @@ impl Level {
             Level::Avx512 => 16,
         }
     }
-
-    /// Its name, as `XENT_SIMD` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Portable => "portable",
-            Level::Avx2 => "avx2",
-            Level::Avx512 => "avx512",
-        }
-    }
 }
 
 /// The widest level this CPU supports, capped by the environment variable
